@@ -1,0 +1,68 @@
+"""The embedding network: encoder (Eq. 1), per-client standardisation (Eq. 2) and projection.
+
+    z   = f_theta(x)                      x: [B, 115] -> z: [B, d]              (Eq. 1)
+    z~  = (z - mu_i) / sigma_i            mu_i, sigma_i: [d], client i's own     (Eq. 2)
+    u   = normalize(h(z~))                h: Dense(d -> p) with bias, u on the unit sphere
+
+In training, mu_i and sigma_i are the moments of the current local batch (the client's local window).
+For scoring they are the client's calibration statistics, computed from its own benign training rows
+(`embedding_moments`); they never leave the client. u is the "normalised space" shared by the
+InfoNCE loss (Eq. 3, cosine similarity), the alignment loss (Eq. 4), the consistency weights (Eq. 5)
+and the `global` anomaly score. The projection's bias is what lets all clients' normal traffic sit
+around one global direction g after each client has removed its own mean and scale (BUILD_NOTES.md).
+"""
+
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from tff_fcl.data import schema
+from tff_fcl.models import encoders
+
+_EPSILON = 1e-6
+
+
+class EmbeddingNetwork(tf.keras.Model):
+  """Encoder + optional Eq. 2 standardisation + projection head."""
+
+  def __init__(self, encoder: tf.keras.Model, projection_dim: int, standardize: bool = True):
+    super().__init__(name="embedding_network")
+    self.encoder = encoder
+    self.projection = tf.keras.layers.Dense(projection_dim, name="projection")
+    self.standardize = standardize
+
+  def encode(self, x: tf.Tensor) -> tf.Tensor:
+    """z = f(x): [B, 115] -> [B, d]."""
+    return self.encoder(x)
+
+  def project(self, z: tf.Tensor, moments: Optional[Tuple[tf.Tensor, tf.Tensor]] = None) -> tf.Tensor:
+    """u = normalize(h(z~)) with z~ from Eq. 2: [B, d] -> [B, p].
+
+    Args:
+      z: encoder outputs [B, d].
+      moments: (mean [d], variance [d]) of the client's calibration rows; None uses the batch's own.
+    """
+    if self.standardize:
+      mean, variance = moments if moments is not None else tf.nn.moments(z, axes=[0])
+      z = (z - mean) / tf.sqrt(variance + _EPSILON)
+    return tf.math.l2_normalize(self.projection(z), axis=-1)
+
+  def call(self, x, training=False):
+    del training
+    return self.project(self.encode(x))
+
+
+def build_embedding_network(encoder: str = "mlp", embedding_dim: int = 32, projection_dim: int = 16,
+                            hidden_units=(64, 64), standardize: bool = True) -> EmbeddingNetwork:
+  """Builds an `EmbeddingNetwork` with all variables created (input [B, 115])."""
+  if projection_dim < 2:
+    raise ValueError(f"projection_dim must be at least 2. Found {projection_dim}.")
+  network = EmbeddingNetwork(encoders.build_encoder(encoder, embedding_dim, hidden_units),
+                             projection_dim, standardize)
+  network(tf.zeros([2, schema.NUM_FEATURES]))
+  return network
+
+
+def embedding_moments(network: EmbeddingNetwork, x: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Per-dimension mean and variance of z = f(x) over a client's rows [N, 115] -> ([d], [d])."""
+  return tf.nn.moments(network.encode(x), axes=[0])

@@ -1,0 +1,44 @@
+"""Local encoders f_theta (Eq. 1): a preprocessed N-BaIoT row [batch, 115] -> z [batch, embedding_dim].
+
+* `mlp`: 115 -> hidden layers (ReLU) -> embedding_dim.
+* `windows`: the row as 5 damped windows x 23 statistics (`schema.WINDOW_MAJOR_INDEX`); one Dense layer
+  shared by all windows embeds each window, a 1-D convolution over the window axis (ordered from the
+  fastest decay L5 to the slowest L0.01) mixes neighbouring time scales, then mean pooling over windows
+  and a Dense layer give z.
+"""
+
+import tensorflow as tf
+
+from tff_fcl.data import schema
+
+ENCODERS = ("mlp", "windows")
+
+
+def _mlp(hidden_units, embedding_dim):
+  layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
+  layers.append(tf.keras.layers.Dense(embedding_dim))
+  return tf.keras.Sequential(layers, name="mlp_encoder")
+
+
+def _windows(hidden_units, embedding_dim):
+  window_units = hidden_units[0] if hidden_units else 32
+  inputs = tf.keras.Input(shape=(schema.NUM_FEATURES,))
+  per_window = tf.gather(inputs, list(schema.WINDOW_MAJOR_INDEX), axis=-1)
+  per_window = tf.keras.layers.Reshape((schema.NUM_WINDOWS, schema.STATS_PER_WINDOW))(per_window)
+  per_window = tf.keras.layers.Dense(window_units, activation="relu")(per_window)  # [B, 5, units]
+  mixed = tf.keras.layers.Conv1D(window_units, kernel_size=3, padding="same", activation="relu")(per_window)
+  pooled = tf.keras.layers.GlobalAveragePooling1D()(mixed)  # [B, units]
+  outputs = tf.keras.layers.Dense(embedding_dim)(pooled)
+  return tf.keras.Model(inputs, outputs, name="windows_encoder")
+
+
+def build_encoder(kind: str, embedding_dim: int, hidden_units=(64, 64)) -> tf.keras.Model:
+  """Returns an encoder mapping float32 [batch, 115] to [batch, embedding_dim]."""
+  if kind not in ENCODERS:
+    raise ValueError(f"Unknown encoder {kind!r}; expected one of {', '.join(ENCODERS)}.")
+  if embedding_dim < 1:
+    raise ValueError(f"embedding_dim must be positive. Found {embedding_dim}.")
+  builder = _mlp if kind == "mlp" else _windows
+  encoder = builder(tuple(hidden_units), embedding_dim)
+  encoder.build((None, schema.NUM_FEATURES))
+  return encoder
