@@ -19,7 +19,7 @@ def info_nce_loss(u1: tf.Tensor, u2: tf.Tensor, temperature: float) -> tf.Tensor
   u = tf.concat([u1, u2], axis=0)  # [2B, p]
   batch = tf.shape(u1)[0]
   logits = tf.matmul(u, u, transpose_b=True) / temperature  # [2B, 2B]
-  logits -= tf.eye(2 * batch) * 1e9  # an anchor is not its own negative
+  logits -= tf.eye(2 * batch, dtype=u.dtype) * 1e9  # an anchor is not its own negative
   positives = tf.concat([tf.range(batch, 2 * batch), tf.range(batch)], axis=0)
   losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positives, logits=logits)
   return tf.reduce_mean(losses)

@@ -35,21 +35,26 @@ class EmbeddingNetwork(tf.keras.Model):
     """z = f(x): [B, 115] -> [B, d]."""
     return self.encoder(x)
 
-  def project(self, z: tf.Tensor, moments: Optional[Tuple[tf.Tensor, tf.Tensor]] = None) -> tf.Tensor:
-    """u = normalize(h(z~)) with z~ from Eq. 2: [B, d] -> [B, p].
+  def standardize_embedding(self, z: tf.Tensor,
+                             moments: Optional[Tuple[tf.Tensor, tf.Tensor]] = None) -> tf.Tensor:
+    """z~ of Eq. 2: [B, d] -> [B, d] (identity when standardisation is off).
 
     Args:
       z: encoder outputs [B, d].
       moments: (mean [d], variance [d]) of the client's calibration rows; None uses the batch's own.
     """
-    if self.standardize:
-      mean, variance = moments if moments is not None else tf.nn.moments(z, axes=[0])
-      z = (z - mean) / tf.sqrt(variance + _EPSILON)
-    return tf.math.l2_normalize(self.projection(z), axis=-1)
+    if not self.standardize:
+      return z
+    mean, variance = moments if moments is not None else tf.nn.moments(z, axes=[0])
+    return (z - mean) / tf.sqrt(variance + _EPSILON)
+
+  def project(self, z_tilde: tf.Tensor) -> tf.Tensor:
+    """u = normalize(h(z~)): [B, d] -> [B, p] unit rows."""
+    return tf.math.l2_normalize(self.projection(z_tilde), axis=-1)
 
   def call(self, x, training=False):
     del training
-    return self.project(self.encode(x))
+    return self.project(self.standardize_embedding(self.encode(x)))
 
 
 def build_embedding_network(encoder: str = "mlp", embedding_dim: int = 32, projection_dim: int = 16,
