@@ -2,6 +2,8 @@
 
 import dataclasses
 
+WEIGHTINGS = ("consistency", "uniform", "examples")
+
 
 @dataclasses.dataclass(frozen=True)
 class FCLConfig:
@@ -16,8 +18,10 @@ class FCLConfig:
     reference_momentum: beta in g <- normalize(beta * g + (1 - beta) * m), in [0, 1).
     mask_rate: probability of masking a feature (replacement from the client's own batch), [0, 1).
     jitter_std: std of the Gaussian jitter added to features, >= 0.
-    clip_norm: per-client L2 clip of model updates before aggregation; None disables clipping.
-    consistency_weighting: False uses uniform weights w_i = 1 (ablation of Eq. 5).
+    clip_norm: per-client L2 clip of everything a client sends (model delta and m_i, jointly) before
+      aggregation; None disables clipping.
+    weighting: the aggregation weight of client i: "consistency" w_i = 1/(1+d_i) (Eq. 5), "uniform"
+      w_i = 1 (ablation), "examples" w_i = n_i, its number of training rows (plain FedAvg).
   """
   temperature: float = 0.5
   align_weight: float = 0.1
@@ -28,7 +32,7 @@ class FCLConfig:
   mask_rate: float = 0.2
   jitter_std: float = 0.1
   clip_norm: float = None
-  consistency_weighting: bool = True
+  weighting: str = "consistency"
 
   def __post_init__(self):
     checks = (
@@ -42,6 +46,7 @@ class FCLConfig:
         ("mask_rate", 0 <= self.mask_rate < 1, "must be in [0, 1)"),
         ("jitter_std", self.jitter_std >= 0, "must be non-negative"),
         ("clip_norm", self.clip_norm is None or self.clip_norm > 0, "must be positive or None"),
+        ("weighting", self.weighting in WEIGHTINGS, f"must be one of {', '.join(WEIGHTINGS)}"),
     )
     for name, ok, requirement in checks:
       if not ok:

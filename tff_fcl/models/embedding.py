@@ -10,6 +10,11 @@ For scoring they are the client's calibration statistics, computed from its own 
 InfoNCE loss (Eq. 3, cosine similarity), the alignment loss (Eq. 4), the consistency weights (Eq. 5)
 and the `global` anomaly score. The projection's bias is what lets all clients' normal traffic sit
 around one global direction g after each client has removed its own mean and scale (BUILD_NOTES.md).
+
+The global reference g (float32 [p], Eq. 4-5) is a non-trainable variable of the network, so it is
+part of the global `ModelWeights`: the server broadcasts it with the model, checkpoints it with the
+learning state and exports it with the encoder. Clients read it and never change it; the server's
+finalizer sets it each round (`tff_fcl.fcl.finalizer`).
 """
 
 from typing import Optional, Tuple
@@ -30,6 +35,8 @@ class EmbeddingNetwork(tf.keras.Model):
     self.encoder = encoder
     self.projection = tf.keras.layers.Dense(projection_dim, name="projection")
     self.standardize = standardize
+    self.reference = self.add_weight(name="reference", shape=[projection_dim], initializer="zeros",
+                                     trainable=False)
 
   def encode(self, x: tf.Tensor) -> tf.Tensor:
     """z = f(x): [B, 115] -> [B, d]."""
@@ -51,6 +58,13 @@ class EmbeddingNetwork(tf.keras.Model):
   def project(self, z_tilde: tf.Tensor) -> tf.Tensor:
     """u = normalize(h(z~)): [B, d] -> [B, p] unit rows."""
     return tf.math.l2_normalize(self.projection(z_tilde), axis=-1)
+
+  def reference_index(self) -> int:
+    """Position of g in `non_trainable_variables` (and so in `ModelWeights.non_trainable`)."""
+    for index, variable in enumerate(self.non_trainable_variables):
+      if variable is self.reference:
+        return index
+    raise AssertionError("the reference vector is not a non-trainable variable")
 
   def call(self, x, training=False):
     del training

@@ -5,6 +5,9 @@
   shared by all windows embeds each window, a 1-D convolution over the window axis (ordered from the
   fastest decay L5 to the slowest L0.01) mixes neighbouring time scales, then mean pooling over windows
   and a Dense layer give z.
+The output layer of both has no bias: Eq. 2 subtracts the client's mean from z, which cancels any
+bias exactly (its gradient is 0, and Adam would turn rounding noise into steps), and without Eq. 2
+the projection head's own bias follows it.
 """
 
 import tensorflow as tf
@@ -16,7 +19,7 @@ ENCODERS = ("mlp", "windows")
 
 def _mlp(hidden_units, embedding_dim):
   layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
-  layers.append(tf.keras.layers.Dense(embedding_dim))
+  layers.append(tf.keras.layers.Dense(embedding_dim, use_bias=False))
   return tf.keras.Sequential(layers, name="mlp_encoder")
 
 
@@ -28,7 +31,7 @@ def _windows(hidden_units, embedding_dim):
   per_window = tf.keras.layers.Dense(window_units, activation="relu")(per_window)  # [B, 5, units]
   mixed = tf.keras.layers.Conv1D(window_units, kernel_size=3, padding="same", activation="relu")(per_window)
   pooled = tf.keras.layers.GlobalAveragePooling1D()(mixed)  # [B, units]
-  outputs = tf.keras.layers.Dense(embedding_dim)(pooled)
+  outputs = tf.keras.layers.Dense(embedding_dim, use_bias=False)(pooled)
   return tf.keras.Model(inputs, outputs, name="windows_encoder")
 
 
