@@ -28,14 +28,16 @@ _LOCAL_EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local passes over a cli
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Local batch size (InfoNCE negatives = 2B - 2).")
 _CLIENT_LR = flags.DEFINE_float("client_learning_rate", 1e-3, "Client Adam learning rate.")
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", 1.0, "Server SGD learning rate.")
-_CLIP_NORM = flags.DEFINE_float("clip_norm", None, "Per-client L2 clip of model updates (off if unset).")
+_CLIP_NORM = flags.DEFINE_float("clip_norm", None,
+                                "Per-client joint L2 clip of model delta and m_i (off if unset).")
 # FCL method.
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.5, "InfoNCE temperature tau (Eq. 3).")
 _ALIGN_WEIGHT = flags.DEFINE_float("align_weight", 0.1, "Weight of the alignment loss (Eq. 4).")
 _MOMENTUM = flags.DEFINE_float("reference_momentum", 0.5, "Momentum of the global reference g.")
 _MASK_RATE = flags.DEFINE_float("mask_rate", 0.2, "Feature masking probability (augmentation).")
 _JITTER = flags.DEFINE_float("jitter_std", 0.1, "Gaussian jitter std (augmentation).")
-_CONSISTENCY = flags.DEFINE_bool("consistency_weighting", True, "Eq. 5 weights; false = uniform.")
+_WEIGHTING = flags.DEFINE_enum("weighting", "consistency", ("consistency", "uniform", "examples"),
+                               "Aggregation weight: Eq. 5 consistency, uniform (ablation) or examples (FedAvg).")
 _STANDARDIZE = flags.DEFINE_bool("standardize", True, "Per-client embedding standardisation (Eq. 2).")
 # Model.
 _ENCODER = flags.DEFINE_enum("encoder", "mlp", ("mlp", "windows"), "Local encoder architecture.")
@@ -71,7 +73,7 @@ def main(argv):
         local_epochs=_LOCAL_EPOCHS.value, client_learning_rate=_CLIENT_LR.value,
         server_learning_rate=_SERVER_LR.value, reference_momentum=_MOMENTUM.value,
         mask_rate=_MASK_RATE.value, jitter_std=_JITTER.value, clip_norm=_CLIP_NORM.value,
-        consistency_weighting=_CONSISTENCY.value)
+        weighting=_WEIGHTING.value)
     data = data_lib.open_federated_data(run.data_dir, cache_root=_CACHE_DIR.value,
                                         shards_per_device=run.shards_per_device)
     result = experiment.run_fcl_training(run, fcl_config, data)

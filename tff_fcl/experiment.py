@@ -1,11 +1,15 @@
-"""`run_fcl_training`: train FCL on prepared client data, checkpoint every round, evaluate, write files.
+"""Training runs: a resumable federated round loop, and `run_fcl_training` built on it.
 
-Files written to `output_dir`:
+`train_rounds` runs any `tff.learning.templates.LearningProcess` for a number of rounds, with the
+`tff.program` pieces of a federated program: the state after every round is saved with a
+`FileProgramStateManager` (rerunning resumes after the last saved round, losing at most the round in
+progress), and per-round metrics are released to CSV and TensorBoard release managers.
+
+Files written to `output_dir` by `run_fcl_training`:
   config.json               every setting of the run (a rerun must match it to resume)
-  metrics.csv, tensorboard/ per-round metrics (tff.program CSV and TensorBoard release managers)
-  program_state/            the learning state after each round (tff.program.FileProgramStateManager)
+  metrics.csv, tensorboard/ per-round metrics, keyed by round_num
+  program_state/            the learning state after each round (g included, in the model weights)
   eval.json, summary.md     detection metrics of the final global model (pooled, per client, per attack)
-Rerunning the same command after an interruption resumes from the last saved round.
 """
 
 import asyncio
@@ -14,7 +18,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -61,6 +65,10 @@ class RunConfig:
       raise ValueError(f"batch_size must be at least 2 (InfoNCE needs negatives). Found {self.batch_size}.")
     if self.shards_per_device < 1:
       raise ValueError(f"shards_per_device must be positive. Found {self.shards_per_device}.")
+    if not 0 < self.target_fpr < 1:
+      raise ValueError(f"target_fpr must be in (0, 1). Found {self.target_fpr}.")
+    if self.score not in scoring.SCORERS:
+      raise ValueError(f"score must be one of {', '.join(scoring.SCORERS)}. Found {self.score!r}.")
 
 
 def sample_clients(num_clients: int, clients_per_round: int, seed: int, round_num: int) -> np.ndarray:
@@ -71,26 +79,20 @@ def sample_clients(num_clients: int, clients_per_round: int, seed: int, round_nu
   return np.sort(rng.choice(num_clients, clients_per_round, replace=False))
 
 
-def _network_fn(run: RunConfig):
-  return lambda: models.build_embedding_network(
-      run.encoder, run.embedding_dim, run.projection_dim, run.hidden_units, run.standardize)
-
-
-def _initial_weights(network_fn, seed: int):
-  tf.keras.utils.set_random_seed(seed)
-  weights = tff.learning.models.ModelWeights.from_model(network_fn())
-  return tf.nest.map_structure(lambda v: v.numpy(), weights)
-
-
-def _round_metrics(metrics, client_ids) -> collections.OrderedDict:
-  """Flattens the process metrics; the per-client distance vector becomes one column per client."""
-  work = dict(metrics["client_work"])
-  distances, participated = work.pop("distance_per_client"), work.pop("participated")
-  flat = collections.OrderedDict((f"client_work/{k}", float(v)) for k, v in work.items())
-  flat["aggregator/weight_sum"] = float(metrics["aggregator"]["weight_sum"])
-  flat["finalizer/update_non_finite"] = float(metrics["finalizer"]["update_non_finite"])
-  for client_id, distance, took_part in zip(client_ids, distances, participated):
-    flat[f"distance/{client_id}"] = float(distance) if took_part else float("nan")
+def flatten_metrics(metrics, prefix: str = "") -> collections.OrderedDict:
+  """Nested process metrics -> OrderedDict('a/b/c' -> float); vectors get one column per entry."""
+  flat = collections.OrderedDict()
+  for key, value in metrics.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(flatten_metrics(value, name + "/"))
+    else:
+      array = np.asarray(value, dtype=np.float64)
+      if array.ndim == 0:
+        flat[name] = float(array)
+      else:
+        for index, entry in enumerate(array.ravel()):
+          flat[f"{name}/{index}"] = float(entry)
   return flat
 
 
@@ -107,73 +109,125 @@ def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list:
   return changed
 
 
-def _check_or_write_config(path: str, settings: dict) -> None:
+def check_or_write_config(output_dir: str, settings: dict) -> dict:
+  """Writes config.json, or checks that a resumed run has the same settings; returns them as JSON."""
+  settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+  path = os.path.join(output_dir, "config.json")
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
     changed = _changed_settings(saved, settings)
     if changed:
       raise ConfigMismatchError(
-          f"{os.path.dirname(path)} holds a run with other settings ({', '.join(changed)}); "
+          f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
           "use a new --output_dir or the same flags to resume it.")
   with open(path, "w") as f:
     json.dump(settings, f, indent=2, sort_keys=True)
+  return settings
 
 
-def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, progress=print) -> dict:
-  """Trains FCL on `data` (a `tff_fcl.data.FederatedData`) and writes the run's files.
+def train_rounds(process: tff.learning.templates.LearningProcess, *, output_dir: str, rounds: int,
+                 num_clients: int, clients_per_round: int, seed: int,
+                 client_datasets_fn: Callable[[Sequence[int], int], list],
+                 round_metrics_fn: Callable = flatten_metrics, progress=print):
+  """Runs rounds 1..`rounds` of `process`, resuming after the last round saved in `output_dir`.
 
-  Returns the evaluation dictionary also written to eval.json.
+  Args:
+    process: any learning process whose `next` takes a list of client datasets.
+    output_dir: holds program_state/, metrics.csv and tensorboard/.
+    rounds: the last round to run.
+    num_clients, clients_per_round, seed: client sampling (`sample_clients`).
+    client_datasets_fn: (client indices, round_num) -> the datasets to pass to `process.next`.
+    round_metrics_fn: process metrics -> flat OrderedDict(name -> float) to release.
+    progress: called with one line per round (elapsed time and ETA).
+
+  Returns:
+    The learning state after the last round.
   """
   start = time.time()
-  os.makedirs(run.output_dir, exist_ok=True)
-  settings = dict(algorithm="fcl", run=dataclasses.asdict(run), fcl=dataclasses.asdict(fcl_config))
-  settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
-  _check_or_write_config(os.path.join(run.output_dir, "config.json"), settings)
-
-  client_ids = list(data.client_ids)
-  network_fn = _network_fn(run)
-  process = process_lib.build_fcl_process(
-      network_fn, initial_weights=_initial_weights(network_fn, run.seed), num_clients=len(client_ids),
-      config=fcl_config)
-  state_manager = tff.program.FileProgramStateManager(os.path.join(run.output_dir, "program_state"),
+  state_manager = tff.program.FileProgramStateManager(os.path.join(output_dir, "program_state"),
                                                       keep_total=2, keep_first=False)
   release_managers = [
-      tff.program.CSVFileReleaseManager(os.path.join(run.output_dir, "metrics.csv"),
-                                        key_fieldname="round_num"),
-      tff.program.TensorBoardReleaseManager(os.path.join(run.output_dir, "tensorboard")),
+      tff.program.CSVFileReleaseManager(os.path.join(output_dir, "metrics.csv"), key_fieldname="round_num"),
+      tff.program.TensorBoardReleaseManager(os.path.join(output_dir, "tensorboard")),
   ]
   state = process.initialize()
   loaded, done_rounds = asyncio.run(state_manager.load_latest(state))
   if loaded is not None:
     state = loaded
-    progress(f"resuming from round {done_rounds} saved in {run.output_dir}/program_state")
-
-  for round_num in range(done_rounds + 1, run.rounds + 1):
-    round_start = time.time()
-    chosen = sample_clients(len(client_ids), run.clients_per_round, run.seed, round_num)
-    datasets = [
-        client_work_lib.with_client_index(
-            data.train_dataset(client_ids[i], batch_size=run.batch_size,
-                               shuffle_seed=run.seed * 100003 + round_num), int(i))
-        for i in chosen]
-    output = process.next(state, datasets)
+    progress(f"resuming after round {done_rounds} saved in {output_dir}/program_state")
+  first_round = done_rounds + 1
+  for round_num in range(first_round, rounds + 1):
+    chosen = sample_clients(num_clients, clients_per_round, seed, round_num)
+    output = process.next(state, client_datasets_fn(chosen, round_num))
     state = output.state
-    round_metrics = _round_metrics(output.metrics, client_ids)
+    released = round_metrics_fn(output.metrics)
     asyncio.run(state_manager.save(state, round_num))
     for manager in release_managers:
-      asyncio.run(manager.release(round_metrics, key=round_num))
+      asyncio.run(manager.release(released, key=round_num))
     elapsed = time.time() - start
-    eta = (time.time() - round_start) * (run.rounds - round_num)
-    progress(f"round {round_num}/{run.rounds}: loss {round_metrics['client_work/loss']:.4f} "
-             f"(contrastive {round_metrics['client_work/contrastive_loss']:.4f}, "
-             f"alignment {round_metrics['client_work/alignment_loss']:.4f}), "
-             f"w mean {round_metrics['client_work/consistency_weight_mean']:.3f}, "
-             f"{len(chosen)} clients, elapsed {elapsed:.1f}s, eta {eta:.0f}s")
+    eta = elapsed / (round_num - first_round + 1) * (rounds - round_num)
+    loss = released.get("client_work/loss", float("nan"))
+    progress(f"round {round_num}/{rounds}: loss {loss:.4f}, {len(chosen)} clients, "
+             f"elapsed {elapsed:.1f}s, eta {eta:.0f}s")
+  return state
 
+
+def _fcl_round_metrics(client_ids):
+  """FCL metrics, flattened; the per-client distance vector becomes `distance/<client id>` columns."""
+  def flatten(metrics):
+    work = dict(metrics["client_work"])
+    distances, participated = work.pop("distance_per_client"), work.pop("participated")
+    flat = flatten_metrics(collections.OrderedDict(
+        client_work=work, aggregator=metrics["aggregator"], finalizer=metrics["finalizer"]))
+    for client_id, distance, took_part in zip(client_ids, distances, participated):
+      flat[f"distance/{client_id}"] = float(distance) if took_part else float("nan")
+    return flat
+  return flatten
+
+
+def network_fn_for(run: RunConfig):
+  """A no-arg factory of the run's `EmbeddingNetwork`."""
+  return lambda: models.build_embedding_network(
+      run.encoder, run.embedding_dim, run.projection_dim, run.hidden_units, run.standardize)
+
+
+def initial_weights(network_fn, seed: int) -> tff.learning.models.ModelWeights:
+  """Round-0 global weights (numpy), seeded; g starts at 0."""
+  tf.keras.utils.set_random_seed(seed)
+  weights = tff.learning.models.ModelWeights.from_model(network_fn())
+  return tf.nest.map_structure(lambda v: v.numpy(), weights)
+
+
+def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=None,
+                     progress=print) -> dict:
+  """Trains FCL on `data` (a `tff_fcl.data.FederatedData`), evaluates, and writes the run's files.
+
+  Returns the evaluation dictionary also written to eval.json.
+  """
+  start = time.time()
+  os.makedirs(run.output_dir, exist_ok=True)
+  settings = check_or_write_config(run.output_dir, collections.OrderedDict(
+      algorithm="fcl", run=dataclasses.asdict(run), fcl=dataclasses.asdict(fcl_config)))
+  client_ids = list(data.client_ids)
+  network_fn = network_fn_for(run)
+  process = process_lib.build_fcl_process(
+      network_fn, initial_weights=initial_weights(network_fn, run.seed), num_clients=len(client_ids),
+      config=fcl_config, aggregator=aggregator)
+
+  def client_datasets(chosen, round_num):
+    return [client_work_lib.with_client_index(
+        data.train_dataset(client_ids[i], batch_size=run.batch_size,
+                           shuffle_seed=run.seed * 100003 + round_num), int(i)) for i in chosen]
+
+  state = train_rounds(process, output_dir=run.output_dir, rounds=run.rounds, num_clients=len(client_ids),
+                       clients_per_round=run.clients_per_round, seed=run.seed,
+                       client_datasets_fn=client_datasets, round_metrics_fn=_fcl_round_metrics(client_ids),
+                       progress=progress)
   network = network_fn()
-  process.get_model_weights(state).assign_weights_to(network)
-  reference = np.asarray(state.client_work["reference"])
+  weights = process.get_model_weights(state)
+  weights.assign_weights_to(network)
+  reference = process_lib.reference_from_weights(weights, network)
   scorers = [run.score] + [s for s in scoring.SCORERS if s != run.score]
   by_scorer = evaluation.evaluate_devices(network, reference, data, scorers=scorers,
                                           target_fpr=run.target_fpr, threshold_rule=run.threshold_rule,
