@@ -50,6 +50,7 @@ class RunConfig:
   projection_dim: int = 16
   hidden_units: tuple = (64, 64)
   standardize: bool = True
+  missing_mask: bool = False           # NaN = missing feature, given to the encoder as a mask
   shards_per_device: int = 1
   score: str = "mahalanobis"
   target_fpr: float = 0.01
@@ -189,7 +190,8 @@ def _fcl_round_metrics(client_ids):
 def network_fn_for(run: RunConfig):
   """A no-arg factory of the run's `EmbeddingNetwork`."""
   return lambda: models.build_embedding_network(
-      run.encoder, run.embedding_dim, run.projection_dim, run.hidden_units, run.standardize)
+      run.encoder, run.embedding_dim, run.projection_dim, run.hidden_units, run.standardize,
+      run.missing_mask)
 
 
 def initial_weights(network_fn, seed: int) -> tff.learning.models.ModelWeights:

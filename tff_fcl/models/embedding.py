@@ -72,11 +72,13 @@ class EmbeddingNetwork(tf.keras.Model):
 
 
 def build_embedding_network(encoder: str = "mlp", embedding_dim: int = 32, projection_dim: int = 16,
-                            hidden_units=(64, 64), standardize: bool = True) -> EmbeddingNetwork:
-  """Builds an `EmbeddingNetwork` with all variables created (input [B, 115])."""
+                            hidden_units=(64, 64), standardize: bool = True,
+                            missing_mask: bool = False) -> EmbeddingNetwork:
+  """Builds an `EmbeddingNetwork` with all variables created (input [B, 115], NaN = missing when
+  `missing_mask`, see `encoders`)."""
   if projection_dim < 2:
     raise ValueError(f"projection_dim must be at least 2. Found {projection_dim}.")
-  network = EmbeddingNetwork(encoders.build_encoder(encoder, embedding_dim, hidden_units),
+  network = EmbeddingNetwork(encoders.build_encoder(encoder, embedding_dim, hidden_units, missing_mask),
                              projection_dim, standardize)
   network(tf.zeros([2, schema.NUM_FEATURES]))
   return network
