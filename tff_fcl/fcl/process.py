@@ -37,7 +37,8 @@ def reference_from_weights(weights: tff.learning.models.ModelWeights, network) -
 
 def build_fcl_process(model_fn: Callable, *, initial_weights: tff.learning.models.ModelWeights,
                       num_clients: int, config: FCLConfig,
-                      aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None
+                      aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None,
+                      client_work_wrapper: Optional[Callable] = None,
                       ) -> tff.learning.templates.LearningProcess:
   """Builds the FCL learning process.
 
@@ -49,6 +50,8 @@ def build_fcl_process(model_fn: Callable, *, initial_weights: tff.learning.model
     config: an `FCLConfig`.
     aggregator: replaces the Eq. 6 aggregator (e.g. a DP or robust factory); must be weighted. It
       aggregates `client_work.client_update_type(...)` values with float32 weights.
+    client_work_wrapper: ClientWorkProcess -> ClientWorkProcess with the same type signature, applied
+      to FCL's client work (e.g. simulated malicious clients); None leaves it as it is.
 
   Returns:
     A `tff.learning.templates.LearningProcess` whose `next` takes client data of
@@ -68,6 +71,8 @@ def build_fcl_process(model_fn: Callable, *, initial_weights: tff.learning.model
   distributor = tff.learning.templates.build_broadcast_process(weights_type)
   work = client_work_lib.build_fcl_client_work(model_fn, weights_type, num_clients=num_clients,
                                                config=config)
+  if client_work_wrapper is not None:
+    work = client_work_wrapper(work)
   aggregator = aggregator or aggregation.build_consistency_aggregator(config.clip_norm)
   aggregation_process = aggregator.create(update_type, tff.TensorType(np.float32))
   finalizer = finalizer_lib.build_fcl_finalizer(
