@@ -39,6 +39,13 @@ _JITTER = flags.DEFINE_float("jitter_std", 0.1, "Gaussian jitter std (augmentati
 _WEIGHTING = flags.DEFINE_enum("weighting", "consistency", ("consistency", "uniform", "examples"),
                                "Aggregation weight: Eq. 5 consistency, uniform (ablation) or examples (FedAvg).")
 _STANDARDIZE = flags.DEFINE_bool("standardize", True, "Per-client embedding standardisation (Eq. 2).")
+# Differential privacy (client-level; the unit of privacy is the client).
+_DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", None,
+                               "Gaussian noise multiplier z; turns DP on (Poisson client sampling, "
+                               "noise z*C on the weighted sum, epsilon per round).")
+_DP_CLIP = flags.DEFINE_float("dp_clip_norm", None, "Fixed joint L2 clip norm C of each client's update.")
+_DP_ADAPTIVE = flags.DEFINE_bool("dp_adaptive_clipping", False, "Quantile-based (adaptive) clip norm.")
+_DP_DELTA = flags.DEFINE_float("dp_delta", 1e-5, "delta of the reported (epsilon, delta).")
 # Model.
 _ENCODER = flags.DEFINE_enum("encoder", "mlp", ("mlp", "windows"), "Local encoder architecture.")
 _EMBEDDING_DIM = flags.DEFINE_integer("embedding_dim", 32, "Encoder output size d.")
@@ -67,7 +74,8 @@ def main(argv):
         encoder=_ENCODER.value, embedding_dim=_EMBEDDING_DIM.value, projection_dim=_PROJECTION_DIM.value,
         hidden_units=tuple(int(units) for units in _HIDDEN.value), standardize=_STANDARDIZE.value,
         shards_per_device=_SHARDS.value, score=_SCORE.value, target_fpr=_TARGET_FPR.value,
-        threshold_rule=_THRESHOLD_RULE.value, seed=_SEED.value)
+        threshold_rule=_THRESHOLD_RULE.value, seed=_SEED.value, dp_noise_multiplier=_DP_NOISE.value,
+        dp_clip_norm=_DP_CLIP.value, dp_adaptive_clipping=_DP_ADAPTIVE.value, dp_delta=_DP_DELTA.value)
     fcl_config = FCLConfig(
         temperature=_TEMPERATURE.value, align_weight=_ALIGN_WEIGHT.value,
         local_epochs=_LOCAL_EPOCHS.value, client_learning_rate=_CLIENT_LR.value,
@@ -82,6 +90,9 @@ def main(argv):
   pooled = result["pooled"]
   print(f"{_ALGORITHM.value}: pooled AUC {pooled['auc']:.4f}, F1 {pooled['f1']:.4f}, "
         f"recall {pooled['recall']:.4f}, FPR {pooled['fpr']:.4f}; files in {run.output_dir}")
+  if "privacy" in result:
+    print(f"client-level DP: epsilon {result['privacy']['epsilon']:.3f} at delta {result['privacy']['delta']:g} "
+          f"(unit of privacy: {result['privacy']['unit_of_privacy']})")
 
 
 def run():

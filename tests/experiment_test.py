@@ -119,3 +119,32 @@ def test_other_settings_in_the_same_output_dir_are_refused(tmp_path):
   with pytest.raises(experiment.ConfigMismatchError, match=r"holds a run with other settings \(fcl.temperature\)"):
     experiment.run_fcl_training(run_config(tmp_path, 1), FCLConfig(client_learning_rate=1e-2, temperature=0.2),
                                 SyntheticFederatedData(), progress=lambda _: None)
+
+
+def test_dp_run_releases_only_private_metrics_and_reports_epsilon(tmp_path):
+  from tff_fcl import privacy  # pylint: disable=g-import-not-at-top
+  run = experiment.RunConfig(data_dir="synthetic", output_dir=str(tmp_path), rounds=3, batch_size=32,
+                             embedding_dim=8, projection_dim=4, hidden_units=(16,), clients_per_round=1,
+                             dp_noise_multiplier=1.0, dp_clip_norm=0.5)
+  # q = 1/2 per client: with seed 0 some of the 3 rounds sample no client and must still run.
+  sizes = [len(privacy.poisson_sample_clients(2, 0.5, 0, r)) for r in (1, 2, 3)]
+  assert 0 in sizes, sizes
+  result = experiment.run_fcl_training(run, FCL, SyntheticFederatedData(), progress=lambda _: None)
+  rows = read_metrics(tmp_path)
+  assert [r["round_num"] for r in rows] == ["1", "2", "3"], "empty rounds are rounds"
+  assert not [c for c in rows[0] if c.startswith(("client_work/", "distance/"))], (
+      "client-work metrics bypass the DP aggregator and must not be released")
+  assert "aggregator/clipped_count" not in rows[0]
+  assert float(rows[0]["aggregator/clipping_norm"]) == pytest.approx(0.5)
+  for round_num, row in enumerate(rows, start=1):
+    assert float(row["privacy/epsilon_rdp"]) == pytest.approx(
+        privacy.compute_epsilon(1.0, 0.5, round_num, 1e-5, "rdp"))
+  assert result["privacy"]["epsilon"] == pytest.approx(privacy.compute_epsilon(1.0, 0.5, 3, 1e-5, "pld"))
+  assert result["privacy"]["unit_of_privacy"].startswith("the client")
+
+
+def test_dp_settings_are_checked_before_training(tmp_path):
+  with pytest.raises(ValueError, match="DP training needs exactly one of --dp_clip_norm"):
+    experiment.RunConfig(data_dir="x", output_dir=str(tmp_path), clients_per_round=1, dp_noise_multiplier=1.0)
+  with pytest.raises(ValueError, match="need --dp_noise_multiplier"):
+    experiment.RunConfig(data_dir="x", output_dir=str(tmp_path), dp_clip_norm=1.0)

@@ -18,14 +18,16 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_fcl import evaluation
+from tff_fcl import dp_aggregation
 from tff_fcl import models
+from tff_fcl import privacy
 from tff_fcl import report
 from tff_fcl import scoring
 from tff_fcl.fcl import client_work as client_work_lib
@@ -56,6 +58,15 @@ class RunConfig:
   target_fpr: float = 0.01
   threshold_rule: str = "quantile"
   seed: int = 0
+  # Differential privacy (issue 6): on when dp_noise_multiplier is set (0 included).
+  dp_noise_multiplier: Optional[float] = None
+  dp_clip_norm: Optional[float] = None   # fixed clip norm C; None with dp_adaptive_clipping
+  dp_adaptive_clipping: bool = False      # quantile-based C (TFF's geometric estimator)
+  dp_delta: float = 1e-5
+
+  @property
+  def dp(self) -> bool:
+    return self.dp_noise_multiplier is not None
 
   def __post_init__(self):
     if self.rounds < 0:
@@ -70,6 +81,15 @@ class RunConfig:
       raise ValueError(f"target_fpr must be in (0, 1). Found {self.target_fpr}.")
     if self.score not in scoring.SCORERS:
       raise ValueError(f"score must be one of {', '.join(scoring.SCORERS)}. Found {self.score!r}.")
+    if self.dp:
+      if self.clients_per_round < 1:
+        raise ValueError("DP training samples clients with q = clients_per_round / clients: "
+                         "set --clients_per_round to the expected number of clients per round.")
+      if self.dp_adaptive_clipping == (self.dp_clip_norm is not None):
+        raise ValueError("DP training needs exactly one of --dp_clip_norm (fixed clipping) and "
+                         "--dp_adaptive_clipping.")
+    elif self.dp_clip_norm is not None or self.dp_adaptive_clipping:
+      raise ValueError("--dp_clip_norm and --dp_adaptive_clipping need --dp_noise_multiplier.")
 
 
 def sample_clients(num_clients: int, clients_per_round: int, seed: int, round_num: int) -> np.ndarray:
@@ -127,19 +147,26 @@ def check_or_write_config(output_dir: str, settings: dict) -> dict:
   return settings
 
 
+_PROGRESS_METRICS = ("client_work/loss", "client_work/weight_mean", "privacy/epsilon_rdp")
+
+
 def train_rounds(process: tff.learning.templates.LearningProcess, *, output_dir: str, rounds: int,
                  num_clients: int, clients_per_round: int, seed: int,
                  client_datasets_fn: Callable[[Sequence[int], int], list],
-                 round_metrics_fn: Callable = flatten_metrics, progress=print):
+                 round_metrics_fn: Callable = flatten_metrics,
+                 sampler: Optional[Callable[[int], np.ndarray]] = None,
+                 extra_metrics_fn: Optional[Callable[[int], dict]] = None, progress=print):
   """Runs rounds 1..`rounds` of `process`, resuming after the last round saved in `output_dir`.
 
   Args:
     process: any learning process whose `next` takes a list of client datasets.
     output_dir: holds program_state/, metrics.csv and tensorboard/.
     rounds: the last round to run.
-    num_clients, clients_per_round, seed: client sampling (`sample_clients`).
+    num_clients, clients_per_round, seed: client sampling (`sample_clients`), unless `sampler`
+      (round_num -> client indices, e.g. Poisson sampling for DP) is given.
     client_datasets_fn: (client indices, round_num) -> the datasets to pass to `process.next`.
     round_metrics_fn: process metrics -> flat OrderedDict(name -> float) to release.
+    extra_metrics_fn: round_num -> more metrics to release with them (e.g. epsilon so far).
     progress: called with one line per round (elapsed time and ETA).
 
   Returns:
@@ -159,17 +186,23 @@ def train_rounds(process: tff.learning.templates.LearningProcess, *, output_dir:
     progress(f"resuming after round {done_rounds} saved in {output_dir}/program_state")
   first_round = done_rounds + 1
   for round_num in range(first_round, rounds + 1):
-    chosen = sample_clients(num_clients, clients_per_round, seed, round_num)
+    if sampler is None:
+      chosen = sample_clients(num_clients, clients_per_round, seed, round_num)
+    else:
+      chosen = sampler(round_num)
     output = process.next(state, client_datasets_fn(chosen, round_num))
     state = output.state
     released = round_metrics_fn(output.metrics)
+    if extra_metrics_fn is not None:
+      released.update(extra_metrics_fn(round_num))
     asyncio.run(state_manager.save(state, round_num))
     for manager in release_managers:
       asyncio.run(manager.release(released, key=round_num))
     elapsed = time.time() - start
     eta = elapsed / (round_num - first_round + 1) * (rounds - round_num)
-    loss = released.get("client_work/loss", float("nan"))
-    progress(f"round {round_num}/{rounds}: loss {loss:.4f}, {len(chosen)} clients, "
+    shown = "".join(f"{name.split('/')[-1]} {released[name]:.4f}, " for name in _PROGRESS_METRICS
+                    if name in released)
+    progress(f"round {round_num}/{rounds}: {shown}{len(chosen)} clients, "
              f"elapsed {elapsed:.1f}s, eta {eta:.0f}s")
   return state
 
@@ -201,9 +234,52 @@ def initial_weights(network_fn, seed: int) -> tff.learning.models.ModelWeights:
   return tf.nest.map_structure(lambda v: v.numpy(), weights)
 
 
+# Released in DP runs: what is computed from the DP aggregate only (BUILD_NOTES.md, issue 6).
+# Client-work metrics (losses, d_i, w_i, update norms) and the aggregator's clipped_count are
+# computed from clients outside the mechanism and are not released.
+_DP_RELEASED_PREFIXES = ("aggregator/clipping_norm", "aggregator/noise_stddev", "finalizer/")
+
+
+class _PrivateTraining:
+  """The DP pieces of a run: aggregator, Poisson sampler (as accounted) and epsilon per round."""
+
+  def __init__(self, run: RunConfig, num_clients: int):
+    self.spec = privacy.PrivacySpec(noise_multiplier=run.dp_noise_multiplier,
+                                    clients_per_round=run.clients_per_round, num_clients=num_clients,
+                                    rounds=run.rounds, delta=run.dp_delta)
+    self.aggregator = dp_aggregation.fcl_dp_aggregator(
+        noise_multiplier=run.dp_noise_multiplier, clients_per_round=run.clients_per_round,
+        clip_norm=run.dp_clip_norm, noise_seed=run.seed)
+    self._num_clients, self._seed = num_clients, run.seed
+
+  def sample(self, round_num: int) -> np.ndarray:
+    return privacy.poisson_sample_clients(self._num_clients, self.spec.sampling_probability, self._seed,
+                                          round_num)
+
+  def epsilon_metrics(self, round_num: int) -> dict:
+    return {"privacy/epsilon_rdp": privacy.compute_epsilon(
+        self.spec.noise_multiplier, self.spec.sampling_probability, round_num, self.spec.delta, "rdp")}
+
+  def released(self, flat: dict) -> collections.OrderedDict:
+    return collections.OrderedDict((k, v) for k, v in flat.items() if k.startswith(_DP_RELEASED_PREFIXES))
+
+  def summary(self) -> collections.OrderedDict:
+    epsilons = {name: privacy.epsilon_of(self.spec, name) for name in privacy.ACCOUNTANTS}
+    return collections.OrderedDict(
+        epsilon=epsilons["pld"], epsilon_rdp=epsilons["rdp"], delta=self.spec.delta,
+        noise_multiplier=self.spec.noise_multiplier, sampling_probability=self.spec.sampling_probability,
+        rounds=self.spec.rounds, unit_of_privacy=privacy.UNIT_OF_PRIVACY,
+        sampling_assumption=privacy.SAMPLING_ASSUMPTION)
+
+
 def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=None,
-                     progress=print) -> dict:
+                     client_work_wrapper=None, progress=print) -> dict:
   """Trains FCL on `data` (a `tff_fcl.data.FederatedData`), evaluates, and writes the run's files.
+
+  With `run.dp`, the Eq. 6 aggregator is the DP one (`dp_aggregation.fcl_dp_aggregator`), clients
+  are Poisson-sampled as the accountant assumes, only metrics computed from the DP aggregate are
+  released, and eval.json gets a `privacy` block with epsilon. `aggregator` (another weighted
+  factory, e.g. a robust one) and `client_work_wrapper` are passed to `build_fcl_process`.
 
   Returns the evaluation dictionary also written to eval.json.
   """
@@ -212,20 +288,32 @@ def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=
   settings = check_or_write_config(run.output_dir, collections.OrderedDict(
       algorithm="fcl", run=dataclasses.asdict(run), fcl=dataclasses.asdict(fcl_config)))
   client_ids = list(data.client_ids)
+  private = None
+  if run.dp:
+    if aggregator is not None:
+      raise ValueError("DP training uses its own aggregator; do not combine it with another one.")
+    if fcl_config.weighting == "examples":
+      raise ValueError("DP needs aggregation weights in [0, 1]: use --weighting=consistency or uniform.")
+    private = _PrivateTraining(run, len(client_ids))
+    aggregator = private.aggregator
   network_fn = network_fn_for(run)
   process = process_lib.build_fcl_process(
       network_fn, initial_weights=initial_weights(network_fn, run.seed), num_clients=len(client_ids),
-      config=fcl_config, aggregator=aggregator)
+      config=fcl_config, aggregator=aggregator, client_work_wrapper=client_work_wrapper)
 
   def client_datasets(chosen, round_num):
     return [client_work_lib.with_client_index(
         data.train_dataset(client_ids[i], batch_size=run.batch_size,
                            shuffle_seed=run.seed * 100003 + round_num), int(i)) for i in chosen]
 
+  round_metrics = _fcl_round_metrics(client_ids)
+  if private is not None:
+    round_metrics = lambda metrics: private.released(_fcl_round_metrics(client_ids)(metrics))
   state = train_rounds(process, output_dir=run.output_dir, rounds=run.rounds, num_clients=len(client_ids),
                        clients_per_round=run.clients_per_round, seed=run.seed,
-                       client_datasets_fn=client_datasets, round_metrics_fn=_fcl_round_metrics(client_ids),
-                       progress=progress)
+                       client_datasets_fn=client_datasets, round_metrics_fn=round_metrics,
+                       sampler=private.sample if private else None,
+                       extra_metrics_fn=private.epsilon_metrics if private else None, progress=progress)
   network = network_fn()
   weights = process.get_model_weights(state)
   weights.assign_weights_to(network)
@@ -241,5 +329,7 @@ def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=
       thresholds=primary["thresholds"],
       pooled_by_scorer=collections.OrderedDict((s, r["pooled"]) for s, r in by_scorer.items()),
       config=settings, wall_time_s=time.time() - start)
+  if private is not None:
+    result["privacy"] = private.summary()
   report.write_results(run.output_dir, result)
   return result
