@@ -22,20 +22,20 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for this run's fil
 _SHARDS = flags.DEFINE_integer("shards_per_device", 1, "Split each device's training rows into K clients.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds model initialisation, sampling, shuffling, augmentation.")
 # Federated training.
-_ROUNDS = flags.DEFINE_integer("rounds", 10, "Federated rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 20, "Federated rounds.")
 _CLIENTS_PER_ROUND = flags.DEFINE_integer("clients_per_round", 0, "Clients per round; 0 = all.")
-_LOCAL_EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local passes over a client's data per round.")
+_LOCAL_EPOCHS = flags.DEFINE_integer("local_epochs", 2, "Local passes over a client's data per round.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Local batch size (InfoNCE negatives = 2B - 2).")
-_CLIENT_LR = flags.DEFINE_float("client_learning_rate", 1e-3, "Client Adam learning rate.")
+_CLIENT_LR = flags.DEFINE_float("client_learning_rate", 3e-3, "Client Adam learning rate.")
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", 1.0, "Server SGD learning rate.")
 _CLIP_NORM = flags.DEFINE_float("clip_norm", None,
                                 "Per-client joint L2 clip of model delta and m_i (off if unset).")
 # FCL method.
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.5, "InfoNCE temperature tau (Eq. 3).")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.1, "InfoNCE temperature tau (Eq. 3).")
 _ALIGN_WEIGHT = flags.DEFINE_float("align_weight", 0.1, "Weight of the alignment loss (Eq. 4).")
 _MOMENTUM = flags.DEFINE_float("reference_momentum", 0.5, "Momentum of the global reference g.")
-_MASK_RATE = flags.DEFINE_float("mask_rate", 0.2, "Feature masking probability (augmentation).")
-_JITTER = flags.DEFINE_float("jitter_std", 0.1, "Gaussian jitter std (augmentation).")
+_MASK_RATE = flags.DEFINE_float("mask_rate", 0.1, "Feature masking probability (augmentation).")
+_JITTER = flags.DEFINE_float("jitter_std", 0.05, "Gaussian jitter std (augmentation).")
 _WEIGHTING = flags.DEFINE_enum("weighting", "consistency", ("consistency", "uniform", "examples"),
                                "Aggregation weight: Eq. 5 consistency, uniform (ablation) or examples (FedAvg).")
 _STANDARDIZE = flags.DEFINE_bool("standardize", True, "Per-client embedding standardisation (Eq. 2).")
@@ -52,7 +52,7 @@ _EMBEDDING_DIM = flags.DEFINE_integer("embedding_dim", 32, "Encoder output size 
 _PROJECTION_DIM = flags.DEFINE_integer("projection_dim", 16, "Normalised embedding size p.")
 _HIDDEN = flags.DEFINE_list("hidden_units", ["64", "64"], "Encoder hidden layer sizes.")
 # Scoring.
-_SCORE = flags.DEFINE_enum("score", "mahalanobis", ("global", "mahalanobis", "knn"), "Anomaly score.")
+_SCORE = flags.DEFINE_enum("score", "knn", ("global", "mahalanobis", "knn"), "Anomaly score.")
 _TARGET_FPR = flags.DEFINE_float("target_fpr", 0.01, "Per-client validation FPR of the threshold.")
 _THRESHOLD_RULE = flags.DEFINE_enum("threshold_rule", "quantile", ("quantile", "mean_std"),
                                     "quantile: target FPR on validation rows; mean_std: N-BaIoT's rule.")

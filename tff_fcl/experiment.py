@@ -44,7 +44,7 @@ class RunConfig:
   """Settings of one training run that are not FCL hyper-parameters."""
   data_dir: str
   output_dir: str
-  rounds: int = 10
+  rounds: int = 20
   clients_per_round: int = 0          # 0 = every client, every round
   batch_size: int = 128
   encoder: str = "mlp"
@@ -54,7 +54,7 @@ class RunConfig:
   standardize: bool = True
   missing_mask: bool = False           # NaN = missing feature, given to the encoder as a mask
   shards_per_device: int = 1
-  score: str = "mahalanobis"
+  score: str = "knn"
   target_fpr: float = 0.01
   threshold_rule: str = "quantile"
   seed: int = 0

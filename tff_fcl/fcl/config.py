@@ -9,6 +9,8 @@ WEIGHTINGS = ("consistency", "uniform", "examples")
 class FCLConfig:
   """What a client and the server need to run one FCL round.
 
+  The defaults are the settings tuned on the bundled demo data (BUILD_NOTES.md, "Defaults").
+
   Attributes:
     temperature: tau of the InfoNCE loss (Eq. 3), > 0.
     align_weight: lambda_align, the weight of the alignment loss (Eq. 4), >= 0.
@@ -23,14 +25,14 @@ class FCLConfig:
     weighting: the aggregation weight of client i: "consistency" w_i = 1/(1+d_i) (Eq. 5), "uniform"
       w_i = 1 (ablation), "examples" w_i = n_i, its number of training rows (plain FedAvg).
   """
-  temperature: float = 0.5
+  temperature: float = 0.1
   align_weight: float = 0.1
-  local_epochs: int = 1
-  client_learning_rate: float = 1e-3
+  local_epochs: int = 2
+  client_learning_rate: float = 3e-3
   server_learning_rate: float = 1.0
   reference_momentum: float = 0.5
-  mask_rate: float = 0.2
-  jitter_std: float = 0.1
+  mask_rate: float = 0.1
+  jitter_std: float = 0.05
   clip_norm: float = None
   weighting: str = "consistency"
 
