@@ -7,6 +7,8 @@ Definitions (per decay factor lambda, v = frame length; HH_jit v = inter-arrival
   2-D (a = this direction, b = reverse): residual r_a = v - mean_a after the insert,
   SR = e*SR + r_a * r_b(last), C = e*C + 1 (e decays from the pair's last update),
   cov = SR/C, pcc = clip(cov / (std_a std_b), -1, 1) or 0.
+  Expiry: a stream or pair whose slowest-window weight (count), decayed to t, is below EXPIRY_WEIGHT
+  restarts from zero (HH_jit: jitter 0); an expired reverse stream counts as absent.
 """
 
 import math
@@ -14,6 +16,12 @@ import math
 from tff_fcl.data import schema
 
 LAMBDAS = schema.DECAY_FACTORS
+SLOWEST = LAMBDAS.index(min(LAMBDAS))
+EXPIRY_WEIGHT = 1e-6
+
+
+def _expired(weight, last_t, t):
+  return weight * 2.0 ** (-LAMBDAS[SLOWEST] * max(t - last_t, 0.0)) < EXPIRY_WEIGHT
 
 
 class _Stream:
@@ -51,7 +59,7 @@ class _Pair:
 
 
 def _stream(table, key, t):
-  if key not in table:
+  if key not in table or _expired(table[key].w[SLOWEST], table[key].last_t, t):
     table[key] = _Stream(t)
   return table[key]
 
@@ -73,8 +81,10 @@ class ReferenceAfterImage:
     stream = _stream(table, (a, b), t)
     stream.insert(t, v)
     reverse = table.get((b, a)) if a != b else None
+    if reverse is not None and _expired(reverse.w[SLOWEST], reverse.last_t, t):
+      reverse = None
     key, side = ((a, b), 0) if a <= b else ((b, a), 1)
-    if key not in pairs:
+    if key not in pairs or _expired(pairs[key].c[SLOWEST], pairs[key].last_t, t):
       pairs[key] = _Pair(t)
     pair = pairs[key]
     dt = max(t - pair.last_t, 0.0)
@@ -102,14 +112,13 @@ class ReferenceAfterImage:
     h = _stream(self.h, p.src_ip, t)
     h.insert(t, v)
     channel = (p.src_ip, p.dst_ip)
-    previous = self.hh[channel].last_t if channel in self.hh else t
-    jitter = max(t - previous, 0.0)
-    hh = self._two_d(self.hh, self.hh_pairs, p.src_ip, p.dst_ip, t, v)
     jit = _stream(self.jit, channel, t)
+    jitter = max(t - jit.last_t, 0.0)
+    hh = self._two_d(self.hh, self.hh_pairs, p.src_ip, p.dst_ip, t, v)
     jit.insert(t, jitter)
-    if p.src_port >= 0:
-      a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
-    else:
+    if p.network == "arp":
       a, b = (p.src_mac,), (p.dst_mac,)
+    else:
+      a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
     hphp = self._two_d(self.hphp, self.hphp_pairs, a, b, t, v)
     return self._one_d(mi) + self._one_d(h) + hh + self._one_d(jit) + hphp

@@ -15,7 +15,8 @@ variance = 0). Families and keys:
     HH      src IP -> dst IP            weight, mean, std, magnitude, radius, covariance, pcc
     HH_jit  src IP -> dst IP, v = t - (previous packet time on that channel; 0 for the first)
                                         weight, mean, variance
-    HpHp    (src IP, port) -> (dst IP, port); port-less packets: src MAC -> dst MAC;  like HH
+    HpHp    (src IP, port) -> (dst IP, port), port -1 for port-less IP packets (ICMP, IGMP, later
+            fragments whose first fragment was not seen); ARP: src MAC -> dst MAC;     like HH
 
 For the 2-D families, a = this direction, b = the reverse channel (w = mean = var = 0 when absent,
 and also when the channel is its own reverse, src == dst): magnitude = sqrt(mean_a^2 + mean_b^2),
@@ -29,11 +30,19 @@ C and the last residual r_a, r_b of each direction; inserting v into a at time t
 (r_b is not decayed; it is 0 until b has had a packet). Timestamps that go backwards are treated as
 dt = 0. Column layout follows `schema.FEATURE_NAMES`: family-major, then window, then statistic.
 
+Expiry: a stream (or pair) whose weight (count) in the slowest window, decayed to the packet's time,
+is below `prune_weight` (1e-6) is expired: a packet on it starts it afresh (first-packet values,
+jitter 0), and an expired reverse channel counts as absent. This makes the features independent of
+when pruning runs (below).
+
 Bounded memory: each stream table holds at most `max_streams` entries. Every `prune_every` seconds
 of capture time, and whenever a chunk could overflow the table, streams whose weight at the slowest
 decay, decayed to the current time, is below `prune_weight` are dropped; if that is not enough, the
-least recently seen streams are evicted (to 7/8 of the cap). A dropped stream that reappears starts
-fresh. The numba kernel processes one chunk of packets whose table slots were assigned in Python.
+least recently seen streams are evicted (to 7/8 of the cap). Dropping an expired stream changes no
+feature; an evicted live stream (only when more than `max_streams` streams are live) restarts fresh.
+
+Execution: per chunk of `chunk_size` packets, Python maps stream keys to table slots (dicts), then
+one numba kernel (compiled once, cached on disk) runs the per-packet loop over the slot arrays.
 """
 
 import copy
@@ -44,6 +53,7 @@ import numba
 import numpy as np
 
 from tff_fcl.data import schema
+from tff_fcl.features import packets as packets_lib
 
 NUM_WINDOWS = len(schema.DECAY_FACTORS)
 _COLUMN = {family: schema.FEATURE_INDEX[schema.feature_name(family, schema.WINDOWS[0], stats[0])]
@@ -88,15 +98,24 @@ class _StreamTable:
   def capacity(self) -> int:
     return len(self.keys)
 
-  def slot(self, key) -> typing.Tuple[int, bool]:
-    """The key's slot and whether it was just created (its state must be reset)."""
-    found = self.slots.get(key)
-    if found is not None:
-      return found, False
-    new = self.free.pop()
-    self.slots[key] = new
-    self.keys[new] = key
-    return new, True
+  def assign(self, keys: list) -> typing.Tuple[list, list, dict]:
+    """Slots of `keys` in order (unknown keys take free slots), whether each was just created (its
+    state must be reset), and {created key: index of its first occurrence}."""
+    get = self.slots.get
+    slots = [get(key, -1) for key in keys]
+    fresh = [False] * len(keys)
+    born = {}
+    for i in [i for i, slot in enumerate(slots) if slot < 0]:
+      key = keys[i]
+      slot = get(key, -1)  # created by an earlier packet of this chunk?
+      if slot < 0:
+        slot = self.free.pop()
+        self.slots[key] = slot
+        self.keys[slot] = key
+        born[key] = i
+        fresh[i] = True
+      slots[i] = slot
+    return slots, fresh, born
 
   def reserve(self, count: int, max_streams: int):
     """Grows the arrays so that `count` more keys fit (the caller has pruned below max_streams)."""
@@ -191,34 +210,39 @@ class AfterImage:
       table.reserve(count, config.max_streams)
 
   def _update_chunk(self, chunk, out: np.ndarray):
-    n = len(chunk)
-    times = np.empty(n)
-    values = np.empty(n)
-    slots = np.empty((n, 8), dtype=np.int64)  # mi, h, hh, hh_rev, hh_pair, hphp, hphp_rev, hphp_pair
-    fresh = np.empty((n, 6), dtype=np.bool_)  # mi, h, hh, hh_pair, hphp, hphp_pair
-    sides = np.empty((n, 2), dtype=np.int64)  # hh, hphp: 0 if this direction's key sorts first
-    mi, h, hh, hh_pair = (self.tables[k] for k in ("mi", "h", "hh", "hh_pair"))
-    hphp, hphp_pair = self.tables["hphp"], self.tables["hphp_pair"]
-    for i, p in enumerate(chunk):
-      times[i] = p.timestamp
-      values[i] = p.length
-      slots[i, 0], fresh[i, 0] = mi.slot((p.src_mac, p.src_ip))
-      slots[i, 1], fresh[i, 1] = h.slot(p.src_ip)
-      a, b = p.src_ip, p.dst_ip
-      slots[i, 2], fresh[i, 2] = hh.slot((a, b))
-      slots[i, 3] = hh.slots.get((b, a), -1) if a != b else -1
-      slots[i, 4], fresh[i, 3] = hh_pair.slot((a, b) if a <= b else (b, a))
-      sides[i, 0] = 0 if a <= b else 1
-      if p.src_port >= 0:
-        a, b = (p.src_ip, p.src_port), (p.dst_ip, p.dst_port)
-      else:
-        a, b = (p.src_mac,), (p.dst_mac,)
-      slots[i, 5], fresh[i, 4] = hphp.slot((a, b))
-      slots[i, 6] = hphp.slots.get((b, a), -1) if a != b else -1
-      slots[i, 7], fresh[i, 5] = hphp_pair.slot((a, b) if a <= b else (b, a))
-      sides[i, 1] = 0 if a <= b else 1
+    times = np.fromiter((p.timestamp for p in chunk), dtype=np.float64, count=len(chunk))
+    values = np.fromiter((p.length for p in chunk), dtype=np.float64, count=len(chunk))
+    columns, flags, sides = [], [], []  # slots: mi, h, hh, hh_rev, hh_pair, hphp, hphp_rev, hphp_pair
+    for name, keys in (("mi", [(p.src_mac, p.src_ip) for p in chunk]),
+                       ("h", [p.src_ip for p in chunk])):
+      slots, fresh, _ = self.tables[name].assign(keys)
+      columns.append(slots)
+      flags.append(fresh)
+    arp = packets_lib.NETWORK_ARP
+    hh_ends = [(p.src_ip, p.dst_ip) for p in chunk]
+    hphp_ends = [((p.src_mac,), (p.dst_mac,)) if p.network == arp else
+                 ((p.src_ip, p.src_port), (p.dst_ip, p.dst_port)) for p in chunk]
+    for name, ends in (("hh", hh_ends), ("hphp", hphp_ends)):
+      table = self.tables[name]
+      slots, fresh, born = table.assign(ends)
+      get = table.slots.get
+      reverse = [get((b, a), -1) if a != b else -1 for a, b in ends]
+      for i in [i for i, slot in enumerate(reverse) if slot >= 0 and born]:
+        if born.get(ends[i][::-1], -1) >= i:  # the reverse channel starts later in this chunk
+          reverse[i] = -1
+      side = [0 if a <= b else 1 for a, b in ends]
+      pair_slots, pair_fresh, _ = self.tables[name + "_pair"].assign(
+          [(a, b) if flip == 0 else (b, a) for (a, b), flip in zip(ends, side)])
+      columns += [slots, reverse, pair_slots]
+      flags += [fresh, pair_fresh]
+      sides.append(side)
+    # C-contiguous [n, columns] arrays, so that the kernel is compiled for one signature only.
+    slots = np.ascontiguousarray(np.array(columns, dtype=np.int64).T)
+    fresh = np.ascontiguousarray(np.array(flags, dtype=np.bool_).T)
+    sides = np.ascontiguousarray(np.array(sides, dtype=np.int64).T)
     s = {name: table.arrays for name, table in self.tables.items()}
-    _kernel(times, values, slots, fresh, sides, self.lambdas,
+    _kernel(times, values, slots, fresh, sides, self.lambdas, self._slowest,
+            self.config.prune_weight,
             s["mi"]["w"], s["mi"]["ls"], s["mi"]["ss"], s["mi"]["t"],
             s["h"]["w"], s["h"]["ls"], s["h"]["ss"], s["h"]["t"],
             s["hh"]["w"], s["hh"]["ls"], s["hh"]["ss"], s["hh"]["t"],
@@ -229,7 +253,13 @@ class AfterImage:
             out)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
+def _expired(w, last_t, s, t, lambdas, slowest, expiry):
+  """True if slot s's weight in the slowest window, decayed to time t, is below `expiry`."""
+  return w[s, slowest] * 2.0 ** (-lambdas[slowest] * max(t - last_t[s], 0.0)) < expiry
+
+
+@numba.njit(cache=True)
 def _insert(w, ls, ss, last_t, s, fresh, t, v, lambdas):
   """One 1-D stream insert at slot s (all windows); returns dt since the stream's last packet."""
   if fresh:
@@ -247,7 +277,7 @@ def _insert(w, ls, ss, last_t, s, fresh, t, v, lambdas):
   return dt
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _write_1d(w, ls, ss, s, out, i, column):
   for k in range(w.shape[1]):
     mean = ls[s, k] / w[s, k]
@@ -256,10 +286,13 @@ def _write_1d(w, ls, ss, s, out, i, column):
     out[i, column + 3 * k + 2] = max(ss[s, k] / w[s, k] - mean * mean, 0.0)
 
 
-@numba.njit(cache=True, inline="always")
-def _write_2d(w, ls, ss, a, b, sr, c, r, pair_t, p, side, fresh, t, v, lambdas, out, i, column):
+@numba.njit(cache=True)
+def _write_2d(w, ls, ss, last_t, a, b, sr, c, r, pair_t, p, side, fresh, t, v, lambdas, slowest,
+              expiry, out, i, column):
   """HH / HpHp statistics after inserting v into direction a (b = reverse slot or -1)."""
-  if fresh:
+  if b >= 0 and _expired(w, last_t, b, t, lambdas, slowest, expiry):
+    b = -1
+  if fresh or _expired(c, pair_t, p, t, lambdas, slowest, expiry):
     sr[p, :] = 0.0
     c[p, :] = 0.0
     r[p, :, :] = 0.0
@@ -297,7 +330,7 @@ def _write_2d(w, ls, ss, a, b, sr, c, r, pair_t, p, side, fresh, t, v, lambdas, 
 
 
 @numba.njit(cache=True)
-def _kernel(times, values, slots, fresh, sides, lambdas,
+def _kernel(times, values, slots, fresh, sides, lambdas, slowest, expiry,
             mi_w, mi_ls, mi_ss, mi_t, h_w, h_ls, h_ss, h_t,
             hh_w, hh_ls, hh_ss, hh_t, jit_w, jit_ls, jit_ss,
             hhp_sr, hhp_c, hhp_r, hhp_t,
@@ -306,27 +339,34 @@ def _kernel(times, values, slots, fresh, sides, lambdas,
   for i in range(times.shape[0]):
     t = times[i]
     v = values[i]
-    _insert(mi_w, mi_ls, mi_ss, mi_t, slots[i, 0], fresh[i, 0], t, v, lambdas)
-    _write_1d(mi_w, mi_ls, mi_ss, slots[i, 0], out, i, 0)
-    _insert(h_w, h_ls, h_ss, h_t, slots[i, 1], fresh[i, 1], t, v, lambdas)
-    _write_1d(h_w, h_ls, h_ss, slots[i, 1], out, i, 15)
+    s = slots[i, 0]
+    _insert(mi_w, mi_ls, mi_ss, mi_t, s,
+            fresh[i, 0] or _expired(mi_w, mi_t, s, t, lambdas, slowest, expiry), t, v, lambdas)
+    _write_1d(mi_w, mi_ls, mi_ss, s, out, i, 0)
+    s = slots[i, 1]
+    _insert(h_w, h_ls, h_ss, h_t, s,
+            fresh[i, 1] or _expired(h_w, h_t, s, t, lambdas, slowest, expiry), t, v, lambdas)
+    _write_1d(h_w, h_ls, h_ss, s, out, i, 15)
     a = slots[i, 2]
-    if fresh[i, 2]:
+    restart = fresh[i, 2] or _expired(hh_w, hh_t, a, t, lambdas, slowest, expiry)
+    if restart:
       jit_w[a, :] = 0.0
       jit_ls[a, :] = 0.0
       jit_ss[a, :] = 0.0
-    jitter = _insert(hh_w, hh_ls, hh_ss, hh_t, a, fresh[i, 2], t, v, lambdas)
+    jitter = _insert(hh_w, hh_ls, hh_ss, hh_t, a, restart, t, v, lambdas)
     for k in range(lambdas.shape[0]):
       d = 2.0 ** (-lambdas[k] * jitter)
       jit_w[a, k] = jit_w[a, k] * d + 1.0
       jit_ls[a, k] = jit_ls[a, k] * d + jitter
       jit_ss[a, k] = jit_ss[a, k] * d + jitter * jitter
-    _write_2d(hh_w, hh_ls, hh_ss, a, slots[i, 3], hhp_sr, hhp_c, hhp_r, hhp_t, slots[i, 4],
-              sides[i, 0], fresh[i, 3], t, v, lambdas, out, i, 30)
+    _write_2d(hh_w, hh_ls, hh_ss, hh_t, a, slots[i, 3], hhp_sr, hhp_c, hhp_r, hhp_t, slots[i, 4],
+              sides[i, 0], fresh[i, 3], t, v, lambdas, slowest, expiry, out, i, 30)
     _write_1d(jit_w, jit_ls, jit_ss, a, out, i, 65)
-    _insert(hp_w, hp_ls, hp_ss, hp_t, slots[i, 5], fresh[i, 4], t, v, lambdas)
-    _write_2d(hp_w, hp_ls, hp_ss, slots[i, 5], slots[i, 6], hpp_sr, hpp_c, hpp_r, hpp_t,
-              slots[i, 7], sides[i, 1], fresh[i, 5], t, v, lambdas, out, i, 80)
+    s = slots[i, 5]
+    _insert(hp_w, hp_ls, hp_ss, hp_t, s,
+            fresh[i, 4] or _expired(hp_w, hp_t, s, t, lambdas, slowest, expiry), t, v, lambdas)
+    _write_2d(hp_w, hp_ls, hp_ss, hp_t, s, slots[i, 6], hpp_sr, hpp_c, hpp_r, hpp_t,
+              slots[i, 7], sides[i, 1], fresh[i, 5], t, v, lambdas, slowest, expiry, out, i, 80)
 
 
 if (_COLUMN["MI_dir"], _COLUMN["H"], _COLUMN["HH"], _COLUMN["HH_jit"], _COLUMN["HpHp"]) != (

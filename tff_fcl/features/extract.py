@@ -3,6 +3,7 @@
     packets = read_packets(paths, report)                  # Packet per parsed frame, time-ordered files
     features = AfterImage().update(list(packets))          # [n, 115] float64, schema.FEATURE_NAMES
     extraction = extract_features(paths, device_mac=...)   # the same in one call, with side info
+    report = write_nbaiot_csv(paths, "out.csv.gz")          # streamed to gzip CSV (bounded memory)
 
 Files are processed in the order of their first timestamp, with one continuous stream state. Frames
 that cannot be parsed are skipped and counted by reason in `ParseReport`; they produce no row.
@@ -12,6 +13,7 @@ import collections
 import dataclasses
 import gzip
 import io
+import os
 import typing
 
 import numpy as np
@@ -21,7 +23,7 @@ from tff_fcl.features import afterimage
 from tff_fcl.features import capture
 from tff_fcl.features import packets as packets_lib
 
-FLOAT_FORMAT = "%.6g"
+FLOAT_FORMAT = "%.9g"  # float32 round trip
 SIDE_COLUMNS = ("timestamp", "src_mac", "dst_mac", "network", "src_ip", "dst_ip", "protocol",
                 "src_port", "dst_port", "length")
 
@@ -157,3 +159,43 @@ class CsvGzWriter:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def write_nbaiot_csv(paths: typing.Sequence[str], output: str, side_file: typing.Optional[str] = None,
+                     device_mac: typing.Optional[bytes] = None,
+                     device_ip: typing.Optional[bytes] = None,
+                     config: afterimage.AfterImageConfig = afterimage.AfterImageConfig(),
+                     ) -> ParseReport:
+  """Streams the captures' features to `output` (gzip CSV, header schema.FEATURE_NAMES).
+
+  `side_file` (optional) gets SIDE_COLUMNS per row, row-aligned. Files are written under a temporary
+  name and renamed at the end, so a failed run leaves nothing behind.
+
+  Raises:
+    capture.CaptureError: an unreadable capture, or no packet left to write.
+  """
+  outputs = [output] + ([side_file] if side_file else [])
+  partial = [path + ".partial" for path in outputs]
+  report = ParseReport()
+  try:
+    with CsvGzWriter(partial[0], schema.FEATURE_NAMES) as writer:
+      side = CsvGzWriter(partial[1], SIDE_COLUMNS) if side_file else None
+      try:
+        for chunk, features in iter_feature_chunks(paths, report, device_mac, device_ip, config):
+          writer.write_features(features)
+          if side is not None:
+            side.write_rows(side_rows(chunk))
+      finally:
+        if side is not None:
+          side.close()
+    if not report.packets:
+      names = ", ".join(os.path.basename(path) for path in paths)
+      raise capture.CaptureError(f"{names}: no packets to write ({report.summary()})")
+  except BaseException:
+    for path in partial:
+      if os.path.exists(path):
+        os.remove(path)
+    raise
+  for source, target in zip(partial, outputs):
+    os.replace(source, target)
+  return report

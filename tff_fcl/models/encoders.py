@@ -26,27 +26,44 @@ def split_missing(x: tf.Tensor):
   return tf.where(missing, tf.zeros_like(x), x), tf.cast(tf.logical_not(missing), x.dtype)
 
 
-def _mlp(hidden_units, embedding_dim, missing_mask):
-  inputs = tf.keras.Input(shape=(schema.NUM_FEATURES,))
-  hidden = tf.concat(split_missing(inputs), axis=-1) if missing_mask else inputs  # [B, 115 or 230]
-  for units in hidden_units:
-    hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-  outputs = tf.keras.layers.Dense(embedding_dim, use_bias=False)(hidden)
-  return tf.keras.Model(inputs, outputs, name="mlp_encoder")
+class MlpEncoder(tf.keras.Model):
+  """`mlp`: [B, 115] (or 230 with the mask channels) -> hidden layers (ReLU) -> [B, embedding_dim]."""
+
+  def __init__(self, hidden_units, embedding_dim, missing_mask):
+    super().__init__(name="mlp_encoder")
+    self.missing_mask = missing_mask
+    self.hidden = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
+    self.out = tf.keras.layers.Dense(embedding_dim, use_bias=False)
+
+  def call(self, x):
+    h = tf.concat(split_missing(x), axis=-1) if self.missing_mask else x
+    for layer in self.hidden:
+      h = layer(h)
+    return self.out(h)
 
 
-def _windows(hidden_units, embedding_dim, missing_mask):
-  window_units = hidden_units[0] if hidden_units else 32
-  inputs = tf.keras.Input(shape=(schema.NUM_FEATURES,))
-  channels = split_missing(inputs) if missing_mask else (inputs,)
-  per_window = [tf.keras.layers.Reshape((schema.NUM_WINDOWS, schema.STATS_PER_WINDOW))(
-      tf.gather(channel, list(schema.WINDOW_MAJOR_INDEX), axis=-1)) for channel in channels]
-  per_window = tf.concat(per_window, axis=-1) if missing_mask else per_window[0]  # [B, 5, 23 or 46]
-  per_window = tf.keras.layers.Dense(window_units, activation="relu")(per_window)  # [B, 5, units]
-  mixed = tf.keras.layers.Conv1D(window_units, kernel_size=3, padding="same", activation="relu")(per_window)
-  pooled = tf.keras.layers.GlobalAveragePooling1D()(mixed)  # [B, units]
-  outputs = tf.keras.layers.Dense(embedding_dim, use_bias=False)(pooled)
-  return tf.keras.Model(inputs, outputs, name="windows_encoder")
+class WindowsEncoder(tf.keras.Model):
+  """`windows`: [B, 115] -> [B, 5 windows, 23 stats (46 with the mask)] -> shared Dense per window ->
+  Conv1D across windows -> mean over windows -> [B, embedding_dim]."""
+
+  def __init__(self, hidden_units, embedding_dim, missing_mask):
+    super().__init__(name="windows_encoder")
+    units = hidden_units[0] if hidden_units else 32
+    self.missing_mask = missing_mask
+    self.per_window = tf.keras.layers.Dense(units, activation="relu")
+    self.across = tf.keras.layers.Conv1D(units, kernel_size=3, padding="same", activation="relu")
+    self.out = tf.keras.layers.Dense(embedding_dim, use_bias=False)
+
+  def call(self, x):
+    channels = split_missing(x) if self.missing_mask else (x,)
+    windows = [tf.reshape(tf.gather(c, list(schema.WINDOW_MAJOR_INDEX), axis=-1),
+                          [-1, schema.NUM_WINDOWS, schema.STATS_PER_WINDOW]) for c in channels]
+    h = self.per_window(tf.concat(windows, axis=-1))  # [B, 5, units]
+    h = self.across(h)
+    return self.out(tf.reduce_mean(h, axis=1))
+
+
+_BUILDERS = {"mlp": MlpEncoder, "windows": WindowsEncoder}
 
 
 def build_encoder(kind: str, embedding_dim: int, hidden_units=(64, 64),
@@ -56,5 +73,6 @@ def build_encoder(kind: str, embedding_dim: int, hidden_units=(64, 64),
     raise ValueError(f"Unknown encoder {kind!r}; expected one of {', '.join(ENCODERS)}.")
   if embedding_dim < 1:
     raise ValueError(f"embedding_dim must be positive. Found {embedding_dim}.")
-  builder = _mlp if kind == "mlp" else _windows
-  return builder(tuple(hidden_units), embedding_dim, missing_mask)
+  encoder = _BUILDERS[kind](tuple(hidden_units), embedding_dim, missing_mask)
+  encoder(tf.zeros([1, schema.NUM_FEATURES]))  # creates the variables
+  return encoder
