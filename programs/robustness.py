@@ -23,13 +23,10 @@ PNG per condition (AUC and F1 against strength, mean and std over seeds).
 import collections
 import csv
 import dataclasses
-import functools
-import inspect
 import json
 import math
 import os
 import time
-from unittest import mock
 
 from absl import app
 from absl import flags
@@ -151,7 +148,6 @@ def _train(cell: Cell, run, data, settings: GridSettings, progress):
   from tff_fcl import experiment  # pylint: disable=g-import-not-at-top
   from tff_fcl import malicious  # pylint: disable=g-import-not-at-top
   from tff_fcl.fcl import FCLConfig  # pylint: disable=g-import-not-at-top
-  from tff_fcl.fcl import process as process_lib  # pylint: disable=g-import-not-at-top
   wrapper = None
   if cell.condition in UPDATE_ATTACKS:
     wrapper = malicious.malicious_client_work(cell.condition, cell.strength, scale=settings.attack_scale,
@@ -160,19 +156,11 @@ def _train(cell: Cell, run, data, settings: GridSettings, progress):
                          weighting="uniform" if cell.method == "fcl_uniform" else "consistency")
   aggregator = cell_aggregator(cell.method, settings)
   if cell.method.startswith("fedavg"):
-    try:
-      from tff_fcl import baselines  # pylint: disable=g-import-not-at-top
-    except ImportError as error:
-      raise ValueError(f"method {cell.method} needs tff_fcl.baselines, which cannot be imported ({error}).") from None
+    from tff_fcl import baselines  # pylint: disable=g-import-not-at-top
     return baselines.run_algorithm("fedavg_ae", run, data, fcl_config=fcl_config, aggregator=aggregator,
                                    client_work_wrapper=wrapper, progress=progress)
-  if "client_work_wrapper" in inspect.signature(experiment.run_fcl_training).parameters:
-    return experiment.run_fcl_training(run, fcl_config, data, aggregator=aggregator,
-                                       client_work_wrapper=wrapper, progress=progress)
-  # Bridge until experiment.run_fcl_training passes client_work_wrapper through (BUILD_NOTES.md).
-  patched = functools.partial(process_lib.build_fcl_process, client_work_wrapper=wrapper)
-  with mock.patch.object(process_lib, "build_fcl_process", patched):
-    return experiment.run_fcl_training(run, fcl_config, data, aggregator=aggregator, progress=progress)
+  return experiment.run_fcl_training(run, fcl_config, data, aggregator=aggregator,
+                                     client_work_wrapper=wrapper, progress=progress)
 
 
 def _malicious_updates(run_dir: str) -> float:
