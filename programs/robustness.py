@@ -126,22 +126,17 @@ def cell_data(cell: Cell, data, settings: GridSettings):
   return conditions.apply_conditions(data, conditions.DataConditions(seed=cell.seed, **kwargs))
 
 
+_METHOD_AGGREGATORS = {"median": "median", "trimmed": "trimmed", "bounded": "median_norm_bound",
+                       "robust": "tff_robust"}
+
+
 def cell_aggregator(method: str, settings: GridSettings):
   """The weighted aggregation factory of a method (None = the method's own default)."""
-  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
-  from tff_fcl import aggregation  # pylint: disable=g-import-not-at-top
   from tff_fcl import robust_aggregation  # pylint: disable=g-import-not-at-top
   rule = method.split("_", 1)[1] if "_" in method else ""
-  if rule == "median":
-    return tff.aggregators.as_weighted_aggregator(robust_aggregation.CoordinateMedianFactory())
-  if rule == "trimmed":
-    return tff.aggregators.as_weighted_aggregator(robust_aggregation.TrimmedMeanFactory(settings.trim_fraction))
-  if rule == "bounded":
-    return robust_aggregation.MedianNormBoundingFactory(aggregation.ConsistencyWeightedMeanFactory(),
-                                                        settings.bound_multiplier)
-  if rule == "robust":
-    return tff.learning.robust_aggregator(zeroing=True, clipping=True)
-  return None
+  return robust_aggregation.build_aggregator(_METHOD_AGGREGATORS.get(rule, "default"),
+                                             trim_fraction=settings.trim_fraction,
+                                             bound_multiplier=settings.bound_multiplier)
 
 
 def _train(cell: Cell, run, data, settings: GridSettings, progress):

@@ -189,3 +189,28 @@ class MedianNormBoundingFactory(tff.aggregators.WeightedAggregationFactory):
           state=inner_output.state, result=inner_output.result, measurements=measurements)
 
     return tff.templates.AggregationProcess(inner_process.initialize, next_fn)
+
+
+AGGREGATORS = ("default", "median", "trimmed", "median_norm_bound", "tff_robust")
+
+
+def build_aggregator(name: str, *, trim_fraction: float = 0.2,
+                     bound_multiplier: float = 1.0) -> "tff.aggregators.WeightedAggregationFactory | None":
+  """The weighted aggregation factory called `name` (None = the algorithm's own default).
+
+  median / trimmed: the coordinate-wise factories above, as weighted aggregators (weights ignored);
+  median_norm_bound: Eq. 6's consistency-weighted mean after median-norm bounding;
+  tff_robust: TFF's `tff.learning.robust_aggregator(zeroing=True, clipping=True)` (weighted mean).
+  """
+  from tff_fcl import aggregation  # pylint: disable=g-import-not-at-top
+  if name not in AGGREGATORS:
+    raise ValueError(f"Unknown aggregator {name!r}; expected one of {', '.join(AGGREGATORS)}.")
+  if name == "median":
+    return tff.aggregators.as_weighted_aggregator(CoordinateMedianFactory())
+  if name == "trimmed":
+    return tff.aggregators.as_weighted_aggregator(TrimmedMeanFactory(trim_fraction))
+  if name == "median_norm_bound":
+    return MedianNormBoundingFactory(aggregation.ConsistencyWeightedMeanFactory(), bound_multiplier)
+  if name == "tff_robust":
+    return tff.learning.robust_aggregator(zeroing=True, clipping=True)
+  return None
