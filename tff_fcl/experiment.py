@@ -63,6 +63,9 @@ class RunConfig:
   dp_clip_norm: Optional[float] = None   # fixed clip norm C; None with dp_adaptive_clipping
   dp_adaptive_clipping: bool = False      # quantile-based C (TFF's geometric estimator)
   dp_delta: float = 1e-5
+  # Settings applied around the model (data conditions, malicious clients, aggregator, workers),
+  # recorded in config.json so that a results folder explains itself and a resume can check them.
+  conditions: dict = dataclasses.field(default_factory=dict)
 
   @property
   def dp(self) -> bool:

@@ -8,6 +8,7 @@ does the same from `tests/conftest.py`.
 """
 
 import atexit
+import gc
 import os
 import signal
 import sys
@@ -33,6 +34,18 @@ def _worker_children() -> list:
   return workers
 
 
+def _disable_service_manager_finalizers() -> None:
+  """Turns off `__del__` of TFF's `ServiceManager` (the local worker's owner), once workers are stopped.
+
+  That `__del__` evaluates `subprocess.Popen` during interpreter teardown, when module globals are
+  already None, and prints "Exception ignored ... 'NoneType' object has no attribute 'Popen'" after
+  every program's last line. `shutdown_tff_workers` has stopped the workers by then.
+  """
+  for obj in gc.get_objects():
+    if type(obj).__name__ == "ServiceManager" and hasattr(type(obj), "__del__"):
+      type(obj).__del__ = lambda self: None
+
+
 def shutdown_tff_workers(timeout_s: float = 5.0) -> int:
   """Stops every `worker_binary` started by this process; returns how many were running."""
   workers = _worker_children()
@@ -48,6 +61,7 @@ def shutdown_tff_workers(timeout_s: float = 5.0) -> int:
     except psutil.Error:
       pass
   psutil.wait_procs(alive, timeout=timeout_s)
+  _disable_service_manager_finalizers()
   return len(workers)
 
 
