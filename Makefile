@@ -17,10 +17,13 @@ run: install
 test: install
 	$(PY) -m pytest -q tests
 
+# Speed and memory targets (each prints a table); see the closing notes of the issues for measured values.
 bench: install
-	$(PY) bench/bench_prepare.py --quick
-	$(PY) bench/bench_extract.py
-	$(PY) bench/bench_round.py
+	$(PY) -m bench.bench_prepare --quick
+	$(PY) -m bench.bench_extract
+	$(PY) -m bench.bench_round
+	$(PY) -m bench.bench_score
+	$(PY) -m bench.bench_workers --clients 90
 
 # Rebuilds data/demo from the real captures in ../shared/data/pcaps (byte-identical to the committed copy).
 demo-data: install
