@@ -62,6 +62,8 @@ _SCORE = flags.DEFINE_enum("score", "knn", ("global", "mahalanobis", "knn"), "An
 _TARGET_FPR = flags.DEFINE_float("target_fpr", 0.01, "Per-client validation FPR of the threshold.")
 _THRESHOLD_RULE = flags.DEFINE_enum("threshold_rule", "quantile", ("quantile", "mean_std"),
                                     "quantile: target FPR on validation rows; mean_std: N-BaIoT's rule.")
+_WINDOW_TARGET_FPR = flags.DEFINE_float("window_target_fpr", None, "Validation FPR the windowed decision must "
+                                        "meet (smallest window that does; default --target_fpr).")
 # Differential privacy (client-level; the unit of privacy is the client).
 _DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", None,
                                "Gaussian noise multiplier z; turns DP on (Poisson client sampling, "
@@ -125,7 +127,8 @@ def main(argv):
         encoder=_ENCODER.value, embedding_dim=_EMBEDDING_DIM.value, projection_dim=_PROJECTION_DIM.value,
         hidden_units=tuple(int(units) for units in _HIDDEN.value), standardize=_STANDARDIZE.value,
         missing_mask=missing_mask, shards_per_device=_SHARDS.value, score=_SCORE.value,
-        target_fpr=_TARGET_FPR.value, threshold_rule=_THRESHOLD_RULE.value, seed=_SEED.value,
+        target_fpr=_TARGET_FPR.value, threshold_rule=_THRESHOLD_RULE.value,
+        window_target_fpr=_WINDOW_TARGET_FPR.value, seed=_SEED.value,
         dp_noise_multiplier=_DP_NOISE.value, dp_clip_norm=_DP_CLIP.value,
         dp_adaptive_clipping=_DP_ADAPTIVE.value, dp_delta=_DP_DELTA.value, conditions=recorded)
     fcl_config = FCLConfig(

@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_fcl import evaluation
+from tff_fcl import export
 from tff_fcl import dp_aggregation
 from tff_fcl import models
 from tff_fcl import privacy
@@ -57,6 +58,7 @@ class RunConfig:
   score: str = "knn"
   target_fpr: float = 0.01
   threshold_rule: str = "quantile"
+  window_target_fpr: Optional[float] = None  # windowed decisions' validation FPR (None = target_fpr)
   seed: int = 0
   # Differential privacy (issue 6): on when dp_noise_multiplier is set (0 included).
   dp_noise_multiplier: Optional[float] = None
@@ -324,14 +326,17 @@ def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=
   scorers = [run.score] + [s for s in scoring.SCORERS if s != run.score]
   by_scorer = evaluation.evaluate_devices(network, reference, data, scorers=scorers,
                                           target_fpr=run.target_fpr, threshold_rule=run.threshold_rule,
-                                          seed=run.seed)
+                                          window_target_fpr=run.window_target_fpr, seed=run.seed)
   primary = by_scorer[run.score]
+  export.export_run(run.output_dir, network, reference, primary["calibrations"])
   result = collections.OrderedDict(
       algorithm="fcl", rounds=run.rounds, score=run.score, target_fpr=run.target_fpr,
       pooled=primary["pooled"], per_client=primary["per_client"], per_attack=primary["per_attack"],
       thresholds=primary["thresholds"],
       pooled_by_scorer=collections.OrderedDict((s, r["pooled"]) for s, r in by_scorer.items()),
-      config=settings, wall_time_s=time.time() - start)
+      windows=primary["windows"], pooled_windowed=primary["pooled_windowed"],
+      per_client_windowed=primary["per_client_windowed"], per_attack_windowed=primary["per_attack_windowed"],
+      detection_delay=primary["detection_delay"], config=settings, wall_time_s=time.time() - start)
   if private is not None:
     result["privacy"] = private.summary()
   report.write_results(run.output_dir, result)

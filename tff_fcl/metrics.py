@@ -2,7 +2,8 @@
 
 accuracy = (TP + TN) / N; recall (TPR) = TP / (TP + FN); precision = TP / (TP + FP);
 FPR = FP / (FP + TN); F1 = 2 P R / (P + R); AUC = P(score_attack > score_benign) + 0.5 P(tie)
-(Mann-Whitney U on mid-ranks). Undefined ratios (a zero denominator) are reported as NaN.
+(Mann-Whitney U on mid-ranks). Undefined ratios (a zero denominator) are reported as NaN, and so is
+the AUC of a set with no attack or no benign row. NaN scores raise (they cannot be ranked).
 """
 
 import collections
@@ -22,7 +23,10 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
   positives, negatives = int(labels.sum()), int((~labels).sum())
   if positives == 0 or negatives == 0:
     return float("nan")
-  ranks = stats.rankdata(np.asarray(scores, dtype=np.float64))
+  scores = np.asarray(scores, dtype=np.float64)
+  if np.isnan(scores).any():
+    raise ValueError(f"Cannot rank NaN scores ({int(np.isnan(scores).sum())} of {scores.size}).")
+  ranks = stats.rankdata(scores)
   return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 

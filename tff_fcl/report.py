@@ -47,6 +47,20 @@ def summary_markdown(result: dict) -> str:
       metrics_table(result["per_attack"], "attack"),
       "",
   ]
+  if "pooled_windowed" in result:
+    parts += [
+        "## Per packet and windowed decisions (window per client chosen on its validation rows)",
+        "",
+        metrics_table({"per packet": result["pooled"], "windowed": result["pooled_windowed"]}, "decision"),
+        "",
+        "Windows: " + ", ".join(f"{client} {w}" for client, w in result["windows"].items()),
+        "",
+    ]
+  if "privacy" in result:
+    privacy = result["privacy"]
+    parts += ["## Privacy", "",
+              f"Client-level (epsilon, delta) = ({privacy['epsilon']:.3f}, {privacy['delta']:g}); "
+              f"unit of privacy: {privacy['unit_of_privacy']}; {privacy['sampling_assumption']}.", ""]
   return "\n".join(parts)
 
 

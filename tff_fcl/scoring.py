@@ -15,13 +15,22 @@ vectors u; `mahalanobis` and `knn` use z~, which keeps the magnitude that the un
 
 Thresholds come from the client's benign validation scores: `quantile` takes the (1 - target_fpr)
 quantile (the validation FPR is then at most target_fpr), `mean_std` is N-BaIoT's rule mean + std.
+A row is flagged when score > threshold. Each scorer also gets its decision window
+(`tff_fcl.windowing.choose_window`) on the same validation scores.
+
+`ClientCalibration` is everything one client needs to score its own rows, and nothing of another
+client: its preprocessing statistics, its Eq. 2 moments, its benign reference, and per scorer its
+threshold and window. `fit_calibration` builds it from the client's own embeddings; it is exported as
+one small file per client (`tff_fcl.export`).
 """
 
-import collections
 import dataclasses
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
+import numba
 import numpy as np
+
+from tff_fcl import windowing
 
 SCORERS = ("global", "mahalanobis", "knn")
 THRESHOLD_RULES = ("quantile", "mean_std")
@@ -72,13 +81,35 @@ def anomaly_scores(embeddings, scorer: str, *, reference_vector: np.ndarray,
     return np.einsum("ij,jk,ik->i", centred, benign.precision, centred)
   scores = np.empty(len(embeddings))
   k = min(k, len(benign.knn_rows))
+  reference_norms = np.sum(benign.knn_rows ** 2, axis=1)
   for start in range(0, len(embeddings), chunk_rows):
     block = embeddings[start:start + chunk_rows]
-    squared = (np.sum(block ** 2, axis=1)[:, None] - 2 * block @ benign.knn_rows.T
-               + np.sum(benign.knn_rows ** 2, axis=1)[None, :])
-    nearest = np.partition(np.maximum(squared, 0), k - 1, axis=1)[:, :k]
-    scores[start:start + chunk_rows] = np.sqrt(nearest).mean(axis=1)
+    scores[start:start + chunk_rows] = _mean_k_smallest_distances(
+        np.sum(block ** 2, axis=1), reference_norms, block @ benign.knn_rows.T, k)
   return scores
+
+
+@numba.njit(cache=True)
+def _mean_k_smallest_distances(row_norms, reference_norms, dots, k):
+  """Per row i: mean of the k smallest sqrt(max(|x_i|^2 + |r_j|^2 - 2 x_i.r_j, 0)) over j, [n]."""
+  result = np.empty(len(row_norms))
+  best = np.empty(k)
+  for i in range(len(row_norms)):
+    count = 0
+    for j in range(len(reference_norms)):
+      squared = max(row_norms[i] + reference_norms[j] - 2.0 * dots[i, j], 0.0)
+      if count < k or squared < best[count - 1]:
+        position = count if count < k else k - 1
+        while position > 0 and best[position - 1] > squared:  # insertion into the sorted k best
+          best[position] = best[position - 1]
+          position -= 1
+        best[position] = squared
+        count = min(count + 1, k)
+    total = 0.0
+    for m in range(k):
+      total += np.sqrt(best[m])
+    result[i] = total / k
+  return result
 
 
 def fit_threshold(validation_scores: np.ndarray, *, target_fpr: float = 0.01, rule: str = "quantile") -> float:
@@ -90,6 +121,9 @@ def fit_threshold(validation_scores: np.ndarray, *, target_fpr: float = 0.01, ru
   scores = np.asarray(validation_scores, dtype=np.float64)
   if scores.size == 0:
     raise ValueError("Cannot set a threshold from an empty validation set.")
+  if not np.isfinite(scores).all():
+    raise ValueError(f"Cannot set a threshold from non-finite validation scores "
+                     f"({int(np.sum(~np.isfinite(scores)))} of {scores.size}).")
   if rule == "mean_std":
     return float(scores.mean() + scores.std())
   # The smallest threshold t with #(scores > t) <= floor(target_fpr * n): the k-th largest score.
@@ -106,3 +140,95 @@ def calibrated_scores(scores: np.ndarray, threshold: float, validation_scores: n
   spread = np.std(validation_scores)
   return (np.asarray(scores, dtype=np.float64) - threshold) / (spread if spread > 0 else 1.0)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringSettings:
+  """How a client's thresholds and windows are set; `scorers[0]` is the primary scorer."""
+  scorers: Tuple[str, ...] = SCORERS
+  target_fpr: float = 0.01
+  threshold_rule: str = "quantile"
+  window_mode: str = "majority"
+  window_target_fpr: Optional[float] = None  # None = target_fpr
+  max_window: int = 100
+  shrinkage: float = 0.1
+  k: int = 5
+  knn_reference_rows: int = 2000
+  seed: int = 0
+
+  def __post_init__(self):
+    object.__setattr__(self, "scorers", tuple(self.scorers))
+    unknown = [s for s in self.scorers if s not in SCORERS]
+    if unknown or not self.scorers:
+      raise ValueError(f"scorers must be a non-empty subset of {', '.join(SCORERS)}. Found {self.scorers}.")
+    if self.threshold_rule not in THRESHOLD_RULES:
+      raise ValueError(f"threshold_rule must be one of {', '.join(THRESHOLD_RULES)}. "
+                       f"Found {self.threshold_rule!r}.")
+    if self.window_mode not in windowing.WINDOW_MODES:
+      raise ValueError(f"window_mode must be one of {', '.join(windowing.WINDOW_MODES)}. "
+                       f"Found {self.window_mode!r}.")
+    for name in ("target_fpr", "window_target_fpr"):
+      value = getattr(self, name)
+      if value is not None and not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1). Found {value}.")
+    if self.max_window < 1 or self.k < 1 or self.knn_reference_rows < 1:
+      raise ValueError(f"max_window, k and knn_reference_rows must be positive. Found "
+                       f"{self.max_window}, {self.k}, {self.knn_reference_rows}.")
+
+  @property
+  def window_fpr(self) -> float:
+    return self.window_target_fpr if self.window_target_fpr is not None else self.target_fpr
+
+
+@dataclasses.dataclass
+class ClientCalibration:
+  """One client's scoring state, fitted on its own benign rows only.
+
+  `preprocessing` is (mean [115], inv_std [115]) of the client's log-transformed training rows
+  (`tff_fcl.data.preprocessing.Standardizer`), None when the rows were given already preprocessed.
+  """
+  client: str
+  moments: Tuple[np.ndarray, np.ndarray]  # Eq. 2 (mean [d], variance [d]) of f(x) on training rows
+  benign: BenignReference
+  thresholds: Dict[str, float]
+  windows: Dict[str, windowing.WindowChoice]
+  settings: ScoringSettings
+  preprocessing: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+  def scores(self, embeddings, scorer: str, reference_vector: np.ndarray) -> np.ndarray:
+    """Anomaly scores [N] of this client's embeddings (z~ [N, d], u [N, p])."""
+    if scorer not in self.thresholds:
+      raise ValueError(f"Client {self.client!r} is not calibrated for scorer {scorer!r}; "
+                       f"it has {', '.join(self.thresholds)}.")
+    return anomaly_scores(embeddings, scorer, reference_vector=reference_vector, benign=self.benign,
+                          k=self.settings.k)
+
+
+def fit_calibration(client: str, moments, train_embeddings, validation_embeddings, *,
+                    reference_vector: np.ndarray, settings: ScoringSettings,
+                    preprocessing=None) -> ClientCalibration:
+  """Benign reference from training z~, then per scorer a threshold and a window from validation.
+
+  Args:
+    client: the client's id.
+    moments: the Eq. 2 (mean [d], variance [d]) the embeddings were computed with.
+    train_embeddings, validation_embeddings: (z~ [N, d], u [N, p]) of the client's benign training and
+      validation rows (validation in arrival order: the window is chosen on it).
+    reference_vector: g [p].
+    settings: `ScoringSettings`.
+    preprocessing: (mean [115], inv_std [115]) of the client's input preprocessing, or None.
+  """
+  benign = fit_reference(train_embeddings[0], shrinkage=settings.shrinkage,
+                         knn_reference_rows=settings.knn_reference_rows, seed=settings.seed)
+  calibration = ClientCalibration(
+      client=client, moments=tuple(np.asarray(m, np.float32) for m in moments), benign=benign,
+      thresholds={}, windows={}, settings=settings, preprocessing=preprocessing)
+  for scorer in settings.scorers:
+    validation = anomaly_scores(validation_embeddings, scorer, reference_vector=reference_vector,
+                                benign=benign, k=settings.k)
+    threshold = fit_threshold(validation, target_fpr=settings.target_fpr, rule=settings.threshold_rule)
+    calibration.thresholds[scorer] = threshold
+    calibration.windows[scorer] = windowing.choose_window(
+        validation, threshold, target_fpr=settings.window_fpr, mode=settings.window_mode,
+        max_window=settings.max_window)
+  return calibration
