@@ -76,28 +76,48 @@ def test_unknown_flag_is_refused(tmp_path):
   assert "Unknown command line flag 'tempreature'" in result.stderr
 
 
-def test_flag_defaults_are_the_library_defaults():
+_CHECK_DEFAULTS = """
+import dataclasses, json
+from absl import flags
+from programs import train
+from tff_fcl import baselines, experiment, malicious, robust_aggregation
+from tff_fcl.fcl import FCLConfig
+defaults = {name: flags.FLAGS[name].default for name in flags.FLAGS}
+print(json.dumps(dict(
+    flags=defaults, fcl=dataclasses.asdict(FCLConfig()),
+    run=dataclasses.asdict(experiment.RunConfig(data_dir="x", output_dir="y")),
+    algorithms=[list(train.ALGORITHMS), list(baselines.ALGORITHMS)],
+    aggregators=[list(train.AGGREGATORS), list(robust_aggregation.AGGREGATORS)],
+    malicious=[list(train.MALICIOUS_KINDS), list(malicious.ATTACKS)]), default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def program_and_library():
+  """The program's flag defaults and choices next to the library's (in a fresh process: programs'
+  absl flags cannot be defined twice in one)."""
+  result = subprocess.run([sys.executable, "-c", _CHECK_DEFAULTS], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_flag_defaults_are_the_library_defaults(program_and_library):
   """The program's defaults and FCLConfig/RunConfig's are written twice; they must agree."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from programs import train as train_program  # pylint: disable=g-import-not-at-top,unused-import
-  from tff_fcl import experiment  # pylint: disable=g-import-not-at-top
-  from tff_fcl.fcl import FCLConfig  # pylint: disable=g-import-not-at-top
-  defaults = {name: flags.FLAGS[name].default for name in flags.FLAGS}
-  fcl, run = FCLConfig(), experiment.RunConfig(data_dir="x", output_dir="y")
+  defaults, fcl, run = program_and_library["flags"], program_and_library["fcl"], program_and_library["run"]
   for name in ("temperature", "align_weight", "local_epochs", "client_learning_rate", "server_learning_rate",
                "mask_rate", "jitter_std", "weighting", "reference_momentum"):
-    assert defaults[name] == getattr(fcl, name), name
+    assert defaults[name] == fcl[name], name
   for name in ("rounds", "clients_per_round", "batch_size", "encoder", "embedding_dim", "projection_dim",
                "standardize", "shards_per_device", "score", "target_fpr", "threshold_rule", "seed"):
-    assert defaults[name] == getattr(run, name), name
-  assert tuple(int(u) for u in defaults["hidden_units"]) == run.hidden_units
+    assert defaults[name] == run[name], name
+  assert [int(u) for u in defaults["hidden_units"]] == run["hidden_units"]
 
 
-def test_choices_known_without_tensorflow_match_the_library():
-  from programs import train as train_program  # pylint: disable=g-import-not-at-top
-  from tff_fcl import baselines  # pylint: disable=g-import-not-at-top
-  from tff_fcl import malicious  # pylint: disable=g-import-not-at-top
-  from tff_fcl import robust_aggregation  # pylint: disable=g-import-not-at-top
-  assert train_program.ALGORITHMS == baselines.ALGORITHMS
-  assert train_program.AGGREGATORS == robust_aggregation.AGGREGATORS
-  assert set(train_program.MALICIOUS_KINDS) == {"none", "attack_data", *malicious.ATTACKS}
+def test_choices_known_without_tensorflow_match_the_library(program_and_library):
+  program, library = program_and_library["algorithms"]
+  assert program == library
+  program, library = program_and_library["aggregators"]
+  assert program == library
+  program, library = program_and_library["malicious"]
+  assert set(program) == {"none", "attack_data", *library}

@@ -8,12 +8,8 @@ Per device (the unit that owns a test set; shards of a device share its calibrat
      reference (`scoring.fit_calibration`);
   2. embeddings of validation rows (in order) -> per scorer a threshold at the target FPR and a
      decision window (`windowing.choose_window`);
-  3. embeddings of test rows (in order) -> scores, per-packet flags (score > threshold), windowed
-     flags, metrics, and the detection delay of every attack burst.
-Pooled metrics use every device's flags and its calibrated scores (`scoring.calibrated_scores`; for
-majority windows the flagged share minus 1/2); per-attack metrics take one attack kind's rows against
-all benign test rows, pooled over devices. Windows run over a device's test rows in their stored order,
-starting empty at its first test row.
+  3. embeddings of test rows (in order) -> scores, recorded with `detection.DeviceDecisions`, which
+     derives per-packet and windowed flags, metrics and detection delays as for every other method.
 """
 
 import collections
@@ -21,11 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tff_fcl import detection
 from tff_fcl import export
-from tff_fcl import metrics as metrics_lib
 from tff_fcl import scoring
-from tff_fcl import windowing
-
 
 
 def calibrate_device(module: export.DetectorModule, train_x: np.ndarray):
@@ -40,25 +34,6 @@ def _preprocessing(data, device):
     return None
   standardizer = data.device_standardizer(device)
   return np.asarray(standardizer.mean, np.float32), np.asarray(standardizer.inv_std, np.float32)
-
-
-def _pooled_and_per_attack(collected, kinds):
-  pooled = {key: np.concatenate(values) for key, values in collected.items()}
-  per_attack = collections.OrderedDict()
-  benign_rows = pooled["labels"] == 0
-  for kind_index in np.unique(pooled["kinds"][pooled["labels"] == 1]):
-    rows = benign_rows | (pooled["kinds"] == kind_index)
-    per_attack[kinds[int(kind_index)]] = metrics_lib.detection_metrics(
-        pooled["labels"][rows], pooled["flags"][rows], pooled["scores"][rows])
-  return metrics_lib.detection_metrics(pooled["labels"], pooled["flags"], pooled["scores"]), per_attack
-
-
-def _delays(per_packet_bursts, windowed_bursts, kinds):
-  per_packet = windowing.delay_summary(per_packet_bursts, kinds)
-  windowed = windowing.delay_summary(windowed_bursts, kinds)
-  return collections.OrderedDict(
-      (kind, collections.OrderedDict(per_packet=per_packet[kind], windowed=windowed[kind]))
-      for kind in per_packet)
 
 
 def evaluate_devices(network, reference_vector: np.ndarray, data, *, scorers: Sequence[str],
@@ -81,16 +56,8 @@ def evaluate_devices(network, reference_vector: np.ndarray, data, *, scorers: Se
   settings = scoring.ScoringSettings(
       scorers=tuple(scorers), target_fpr=target_fpr, threshold_rule=threshold_rule,
       window_mode=window_mode, window_target_fpr=window_target_fpr, max_window=max_window, seed=seed)
-  kinds = data.manifest["kinds"]
   calibrations = collections.OrderedDict()
-  results = collections.OrderedDict(
-      (s, collections.OrderedDict(per_client=collections.OrderedDict(), thresholds=collections.OrderedDict(),
-                                  windows=collections.OrderedDict(),
-                                  per_client_windowed=collections.OrderedDict()))
-      for s in scorers)
-  collected = {s: collections.defaultdict(list) for s in scorers}
-  collected_windowed = {s: collections.defaultdict(list) for s in scorers}
-  bursts = {s: ([], []) for s in scorers}
+  decisions = {s: detection.DeviceDecisions(data.manifest["kinds"], window_mode) for s in scorers}
   module = export.DetectorModule(network, reference_vector)
   embed = lambda x, moments: export.embed_rows(module.embed, x, moments, len(reference_vector))
   for device in data.devices:
@@ -104,36 +71,12 @@ def evaluate_devices(network, reference_vector: np.ndarray, data, *, scorers: Se
         reference_vector=reference_vector, settings=settings, preprocessing=_preprocessing(data, device))
     calibrations[device] = calibration
     for scorer in scorers:
-      val_scores = calibration.scores(val_embeddings, scorer, reference_vector)
-      test_scores = calibration.scores(test_embeddings, scorer, reference_vector)
-      threshold, choice = calibration.thresholds[scorer], calibration.windows[scorer]
-      flags = test_scores > threshold
-      statistic, windowed = windowing.windowed_decisions(test_scores, threshold, choice.window, window_mode)
-      result = results[scorer]
-      result["thresholds"][device] = threshold
-      result["windows"][device] = choice.window
-      result["per_client"][device] = metrics_lib.detection_metrics(test_labels, flags, test_scores)
-      result["per_client"][device]["validation_fpr"] = float(np.mean(val_scores > threshold))
-      result["per_client_windowed"][device] = metrics_lib.detection_metrics(test_labels, windowed, statistic)
-      result["per_client_windowed"][device]["window"] = choice.window
-      result["per_client_windowed"][device]["validation_fpr"] = choice.validation_fpr
-      calibrated = scoring.calibrated_scores(test_scores, threshold, val_scores)
-      for bucket, row_flags, row_scores in (
-          (collected[scorer], flags, calibrated),
-          (collected_windowed[scorer], windowed,
-           statistic - 0.5 if window_mode == "majority"
-           else scoring.calibrated_scores(statistic, threshold, val_scores))):
-        bucket["labels"].append(test_labels)
-        bucket["flags"].append(row_flags)
-        bucket["kinds"].append(test_kinds)
-        bucket["scores"].append(row_scores)
-      bursts[scorer][0].extend(windowing.attack_bursts(test_labels, test_kinds, flags))
-      bursts[scorer][1].extend(windowing.attack_bursts(test_labels, test_kinds, windowed))
+      decisions[scorer].add(
+          device, val_scores=calibration.scores(val_embeddings, scorer, reference_vector),
+          test_scores=calibration.scores(test_embeddings, scorer, reference_vector), test_labels=test_labels,
+          test_kinds=test_kinds, threshold=calibration.thresholds[scorer], window=calibration.windows[scorer])
+  results = collections.OrderedDict()
   for scorer in scorers:
-    result = results[scorer]
-    result["pooled"], result["per_attack"] = _pooled_and_per_attack(collected[scorer], kinds)
-    result["pooled_windowed"], result["per_attack_windowed"] = _pooled_and_per_attack(
-        collected_windowed[scorer], kinds)
-    result["detection_delay"] = _delays(*bursts[scorer], kinds)
-    result["calibrations"] = calibrations
+    results[scorer] = decisions[scorer].results()
+    results[scorer]["calibrations"] = calibrations
   return results
