@@ -34,5 +34,6 @@ def test_family_columns_and_log_masks():
   assert schema.FEATURE_NAMES[schema.family_columns("HH_jit")[0]] == "HH_jit_L5_weight"
   log = {n for n, m in zip(schema.FEATURE_NAMES, schema.LOG_FEATURE_MASK) if m}
   signed = {n for n, m in zip(schema.FEATURE_NAMES, schema.SIGNED_LOG_FEATURE_MASK) if m}
-  assert "HH_L1_radius" in log and "MI_dir_L1_mean" not in log and "HpHp_L1_pcc" not in log
+  assert "HH_L1_radius" in log and "MI_dir_L1_mean" in log and "HpHp_L1_pcc" not in log
+  assert "HH_jit_L0.01_mean" in log, "mean inter-arrival times are heavy-tailed too"
   assert signed == {f"{f}_{w}_covariance" for f in ("HH", "HpHp") for w in schema.WINDOWS}
