@@ -245,16 +245,14 @@ def initial_weights(network_fn, seed: int) -> tff.learning.models.ModelWeights:
 _DP_RELEASED_PREFIXES = ("aggregator/clipping_norm", "aggregator/noise_stddev", "finalizer/")
 
 
-class _PrivateTraining:
-  """The DP pieces of a run: aggregator, Poisson sampler (as accounted) and epsilon per round."""
+class PrivateTraining:
+  """The DP pieces of a run shared by FCL and DP-FedAvg: the Poisson sampler the accountant assumes,
+  epsilon per round, which metrics may be released, and the `privacy` block of eval.json."""
 
   def __init__(self, run: RunConfig, num_clients: int):
     self.spec = privacy.PrivacySpec(noise_multiplier=run.dp_noise_multiplier,
                                     clients_per_round=run.clients_per_round, num_clients=num_clients,
                                     rounds=run.rounds, delta=run.dp_delta)
-    self.aggregator = dp_aggregation.fcl_dp_aggregator(
-        noise_multiplier=run.dp_noise_multiplier, clients_per_round=run.clients_per_round,
-        clip_norm=run.dp_clip_norm, noise_seed=run.seed)
     self._num_clients, self._seed = num_clients, run.seed
 
   def sample(self, round_num: int) -> np.ndarray:
@@ -299,8 +297,10 @@ def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=
       raise ValueError("DP training uses its own aggregator; do not combine it with another one.")
     if fcl_config.weighting == "examples":
       raise ValueError("DP needs aggregation weights in [0, 1]: use --weighting=consistency or uniform.")
-    private = _PrivateTraining(run, len(client_ids))
-    aggregator = private.aggregator
+    private = PrivateTraining(run, len(client_ids))
+    aggregator = dp_aggregation.fcl_dp_aggregator(
+        noise_multiplier=run.dp_noise_multiplier, clients_per_round=run.clients_per_round,
+        clip_norm=run.dp_clip_norm, noise_seed=run.seed)
   network_fn = network_fn_for(run)
   process = process_lib.build_fcl_process(
       network_fn, initial_weights=initial_weights(network_fn, run.seed), num_clients=len(client_ids),
