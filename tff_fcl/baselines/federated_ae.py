@@ -2,6 +2,9 @@
 
     fedavg_ae    tff.learning.algorithms.build_weighted_fed_avg    (McMahan et al., AISTATS 2017)
     fedprox_ae   tff.learning.algorithms.build_weighted_fed_prox   (Li et al., MLSys 2020), mu = 0.01
+    fedavg_ae with DP (`run.dp`): DP-FedAvg, TFF's `build_unweighted_fed_avg` with its
+                 `DifferentiallyPrivateFactory` (`dp_aggregation.build_dp_fedavg`), Poisson-sampled
+                 clients and the same accounting and released metrics as FCL under DP
 
 A round, as TFF composes it:
     distributor  broadcast the autoencoder's ModelWeights                      @SERVER -> @CLIENTS
@@ -29,6 +32,7 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.learning.templates import proximal_client_work
 
 from tff_fcl import detection
+from tff_fcl import dp_aggregation
 from tff_fcl import experiment
 from tff_fcl.baselines import autoencoder
 from tff_fcl.baselines import results
@@ -89,8 +93,9 @@ def train_federated_autoencoder(algorithm: str, run: experiment.RunConfig, data,
                                 client_learning_rate: float, server_learning_rate: float,
                                 aggregator=None, client_work_wrapper=None, progress=print) -> dict:
   """Trains `algorithm` on `data` (a FederatedData), evaluates, writes the run's files; returns the result."""
-  if run.dp:
-    raise ValueError(f"{algorithm} has no DP mode; DP baselines are run by the privacy programs.")
+  if run.dp and (algorithm != "fedavg_ae" or aggregator is not None or client_work_wrapper is not None):
+    raise ValueError("DP is available for fedavg_ae (DP-FedAvg) without another aggregator or client-work "
+                     f"wrapper; not for {algorithm} as asked.")
   start = time.time()
   os.makedirs(run.output_dir, exist_ok=True)
   settings = experiment.check_or_write_config(run.output_dir, collections.OrderedDict(
@@ -98,18 +103,31 @@ def train_federated_autoencoder(algorithm: str, run: experiment.RunConfig, data,
           local_epochs=local_epochs, client_learning_rate=client_learning_rate,
           server_learning_rate=server_learning_rate,
           proximal_strength=PROXIMAL_STRENGTH if algorithm == "fedprox_ae" else 0.0)))
-  process = build_autoencoder_process(
-      algorithm, autoencoder_model_fn(run.seed), client_learning_rate=client_learning_rate,
-      server_learning_rate=server_learning_rate, aggregator=aggregator, client_work_wrapper=client_work_wrapper)
   client_ids = list(data.client_ids)
+  private = experiment.PrivateTraining(run, len(client_ids)) if run.dp else None
+  if private is not None:
+    process = dp_aggregation.build_dp_fedavg(
+        autoencoder_model_fn(run.seed), noise_multiplier=run.dp_noise_multiplier,
+        clients_per_round=run.clients_per_round,
+        client_optimizer=tff.learning.optimizers.build_adam(learning_rate=client_learning_rate),
+        server_optimizer=tff.learning.optimizers.build_sgdm(learning_rate=server_learning_rate),
+        clip_norm=run.dp_clip_norm)
+  else:
+    process = build_autoencoder_process(
+        algorithm, autoencoder_model_fn(run.seed), client_learning_rate=client_learning_rate,
+        server_learning_rate=server_learning_rate, aggregator=aggregator, client_work_wrapper=client_work_wrapper)
 
   def client_datasets(chosen, round_num):
     return [data.train_dataset(client_ids[i], batch_size=run.batch_size, shuffle_seed=run.seed * 100003 + round_num)
             .repeat(local_epochs).map(lambda x: (x, x)) for i in chosen]
 
-  state = experiment.train_rounds(process, output_dir=run.output_dir, rounds=run.rounds,
-                                  num_clients=len(client_ids), clients_per_round=run.clients_per_round,
-                                  seed=run.seed, client_datasets_fn=client_datasets, progress=progress)
+  state = experiment.train_rounds(
+      process, output_dir=run.output_dir, rounds=run.rounds, num_clients=len(client_ids),
+      clients_per_round=run.clients_per_round, seed=run.seed, client_datasets_fn=client_datasets,
+      round_metrics_fn=(lambda m: private.released(experiment.flatten_metrics(m))) if private
+      else experiment.flatten_metrics,
+      sampler=private.sample if private else None,
+      extra_metrics_fn=private.epsilon_metrics if private else None, progress=progress)
   model = autoencoder.build_autoencoder(run.seed)
   process.get_model_weights(state).assign_weights_to(model)
   evaluation = detection.evaluate_detector(
@@ -121,4 +139,5 @@ def train_federated_autoencoder(algorithm: str, run: experiment.RunConfig, data,
       target_fpr=run.target_fpr, evaluation=evaluation, settings=settings, start_time=start, federated=True,
       bytes_per_round=results.bytes_per_client_per_round(
           results.parameter_count(model.trainable_variables),
-          results.parameter_count(model.non_trainable_variables)))
+          results.parameter_count(model.non_trainable_variables)),
+      **({"privacy": private.summary()} if private else {}))
