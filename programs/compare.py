@@ -11,9 +11,10 @@ Defaults fit the 30-minute budget on the bundled demo data on 2 cores (BUILD_NOT
 
 from absl import app
 from absl import flags
-# TensorFlow must be imported before absl parses the flags: imported later, from inside main, TF 2.14's
-# Keras fails to build functional models ("'SymbolicTensor' object has no attribute 'node'").
-import tensorflow  # pylint: disable=unused-import
+# TensorFlow is imported before absl's app.run: first imported inside app.run's main, TF 2.14's Keras
+# builds Sequential/functional models from graph tensors and fails ("'SymbolicTensor' object has no
+# attribute 'node'"); BUILD_NOTES.md, "Known TF 2.14 pitfalls".
+import tensorflow  # pylint: disable=unused-import,g-bad-import-order
 
 from tff_fcl import runtime
 
@@ -26,6 +27,8 @@ _SEEDS = flags.DEFINE_list("seeds", list(FULL_SEEDS), "Seeds; each method runs o
 _QUICK = flags.DEFINE_bool("quick", False, f"Smoke-size run: seed 0 only, {QUICK_ROUNDS} rounds "
                            "(overrides --seeds and --rounds).")
 # Data and output.
+_WORKERS = flags.DEFINE_list("workers", [], "HOST:PORT,... of `python -m programs.worker` processes; each "
+                             "round's clients are split across them. Empty = in-process TFF.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/demo", "Prepared cache or raw N-BaIoT-layout folder.")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", "results/cache", "Where raw data folders are prepared.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for results.csv/.md/.png and runs/.")
@@ -59,6 +62,7 @@ def main(argv):
   from tff_fcl import baselines  # pylint: disable=g-import-not-at-top
   from tff_fcl import comparison  # pylint: disable=g-import-not-at-top
   from tff_fcl import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tff_fcl import remote  # pylint: disable=g-import-not-at-top
   from tff_fcl import experiment  # pylint: disable=g-import-not-at-top
   from tff_fcl.fcl import FCLConfig  # pylint: disable=g-import-not-at-top
   try:
@@ -78,10 +82,11 @@ def main(argv):
         client_learning_rate=_CLIENT_LR.value, server_learning_rate=_SERVER_LR.value))
     data = data_lib.open_federated_data(run.data_dir, cache_root=_CACHE_DIR.value,
                                         shards_per_device=run.shards_per_device)
-    comparison.run_comparison(_METHODS.value or baselines.ALGORITHMS, seeds, run, fcl_config, data,
-                              output_dir=_OUTPUT_DIR.value, attack_fraction=_ATTACK_FRACTION.value,
-                              split_seed=_SPLIT_SEED.value)
-  except (ValueError, data_lib.DataError) as error:
+    with remote.remote_execution(_WORKERS.value):
+      comparison.run_comparison(_METHODS.value or baselines.ALGORITHMS, seeds, run, fcl_config, data,
+                                output_dir=_OUTPUT_DIR.value, attack_fraction=_ATTACK_FRACTION.value,
+                                split_seed=_SPLIT_SEED.value)
+  except (ValueError, remote.WorkerFailedError) as error:
     raise SystemExit(f"error: {error}") from None
   with open(f"{_OUTPUT_DIR.value}/results.md") as f:
     print(f.read())

@@ -16,6 +16,8 @@ q = clients_per_round / num_clients each round, as `programs.train` samples them
 there are many clients) and writes utility against epsilon (`tff_fcl.privacy_sweep`).
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -121,8 +123,17 @@ def _parse_flags(argv):
     raise SystemExit(f"error: {e}") from None
 
 
+def _sweep_requested(argv) -> bool:
+  return any(arg == "--mode=sweep" or (arg == "--mode" and argv[i + 1:i + 2] == ["sweep"])
+             for i, arg in enumerate(argv))
+
+
 def run():
   """Console entry point."""
+  if _sweep_requested(sys.argv):
+    # The sweep trains Keras models: TensorFlow must be imported before app.run (see programs/train.py);
+    # the epsilon and calibrate modes never import it, so that they answer in about a second.
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   app.run(main, flags_parser=_parse_flags)
 
 

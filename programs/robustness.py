@@ -28,6 +28,10 @@ import math
 import os
 import time
 
+# TensorFlow is imported before absl's app.run: first imported inside app.run's main, TF 2.14's Keras
+# builds Sequential/functional models from graph tensors and fails ("'SymbolicTensor' object has no
+# attribute 'node'"); BUILD_NOTES.md, "Known TF 2.14 pitfalls".
+import tensorflow  # pylint: disable=unused-import,g-bad-import-order
 from absl import app
 from absl import flags
 
@@ -47,6 +51,8 @@ CSV_COLUMNS = ("condition", "strength", "method", "seed", "auc", "f1", "recall",
                "unseen_auc", "unseen_f1", "malicious_updates", "wall_time_s", "run_dir")
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the grid's runs, CSV, table and plots.")
+_WORKERS = flags.DEFINE_list("workers", [], "HOST:PORT,... of `python -m programs.worker` processes; each "
+                             "round's clients are split across them. Empty = in-process TFF.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/demo", "Prepared cache or raw N-BaIoT-layout folder.")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", "results/cache", "Where raw data folders are prepared.")
 _QUICK = flags.DEFINE_bool("quick", False, f"Small grid: {dict(QUICK_CONDITIONS)} x {QUICK_METHODS}, 1 seed, "
@@ -293,6 +299,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_worker_cleanup()
   from tff_fcl import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tff_fcl import remote  # pylint: disable=g-import-not-at-top
   try:
     if _QUICK.value:
       strengths, methods, seeds, rounds = QUICK_CONDITIONS, QUICK_METHODS, 1, 2
@@ -310,8 +317,9 @@ def main(argv):
         bound_multiplier=_BOUND_MULTIPLIER.value)
     data = data_lib.open_federated_data(settings.data_dir, cache_root=_CACHE_DIR.value,
                                         shards_per_device=settings.shards_per_device)
-    run_grid(data, cells, settings, _OUTPUT_DIR.value)
-  except (ValueError, data_lib.DataError) as error:
+    with remote.remote_execution(_WORKERS.value):
+      run_grid(data, cells, settings, _OUTPUT_DIR.value)
+  except (ValueError, remote.WorkerFailedError) as error:
     raise SystemExit(f"error: {error}") from None
   print(f"robustness grid: {len(cells)} runs; results.csv, results.md and plots in {_OUTPUT_DIR.value}")
 

@@ -8,9 +8,10 @@
 
 from absl import app
 from absl import flags
-# TensorFlow must be imported before absl parses the flags: imported later, from inside main, TF 2.14's
-# Keras fails to build functional models ("'SymbolicTensor' object has no attribute 'node'").
-import tensorflow  # pylint: disable=unused-import
+# TensorFlow is imported before absl's app.run: first imported inside app.run's main, TF 2.14's Keras
+# builds Sequential/functional models from graph tensors and fails ("'SymbolicTensor' object has no
+# attribute 'node'"); BUILD_NOTES.md, "Known TF 2.14 pitfalls".
+import tensorflow  # pylint: disable=unused-import,g-bad-import-order
 
 from tff_fcl import runtime
 

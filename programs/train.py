@@ -11,6 +11,10 @@ Data conditions, malicious clients, the aggregator, DP and remote workers are on
 
 import collections
 
+# TensorFlow is imported before absl's app.run: first imported inside app.run's main, TF 2.14's Keras
+# builds Sequential/functional models from graph tensors and fails ("'SymbolicTensor' object has no
+# attribute 'node'"); BUILD_NOTES.md, "Known TF 2.14 pitfalls".
+import tensorflow  # pylint: disable=unused-import,g-bad-import-order
 from absl import app
 from absl import flags
 from absl import logging

@@ -121,3 +121,12 @@ def test_choices_known_without_tensorflow_match_the_library(program_and_library)
   assert program == library
   program, library = program_and_library["malicious"]
   assert set(program) == {"none", "attack_data", *library}
+
+
+def test_a_keras_baseline_trains_from_the_program(tmp_path):
+  """The autoencoder is a Sequential Keras model: it must build inside the absl program too."""
+  raw = fixture_layouts.uci_layout(tmp_path / "raw")
+  result = train("--algorithm=fedavg_ae", f"--data_dir={raw}", f"--cache_dir={tmp_path / 'cache'}",
+                 f"--output_dir={tmp_path / 'out'}", "--rounds=1", "--local_epochs=1", "--batch_size=32")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.load(open(tmp_path / "out" / "eval.json"))["algorithm"] == "fedavg_ae"
