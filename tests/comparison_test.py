@@ -10,12 +10,12 @@ from tff_fcl import comparison
 from tff_fcl import experiment
 from tff_fcl.fcl import FCLConfig
 
-HEADER = ("method,seed,federated,accuracy,auc,f1,recall,precision,fpr,rounds,wall_time_s,"
-          "bytes_per_client_per_round\n")
+HEADER = ("method,seed,federated,accuracy,auc,f1,recall,precision,fpr,f1_windowed,recall_windowed,fpr_windowed,"
+          "rounds,wall_time_s,bytes_per_client_per_round\n")
 FIXED_CSV = HEADER + (
-    "fcl,0,True,0.95,0.90,0.80,0.70,0.90,0.01,10,100.0,2000.0\n"
-    "fcl,1,True,0.97,0.80,0.90,0.90,0.92,0.03,10,120.0,2000.0\n"
-    "gat,0,False,0.99,0.99,0.98,0.97,0.99,0.005,0,30.0,nan\n")
+    "fcl,0,True,0.95,0.90,0.80,0.70,0.90,0.01,0.90,0.85,0.00,10,100.0,2000.0\n"
+    "fcl,1,True,0.97,0.80,0.90,0.90,0.92,0.03,0.94,0.95,0.02,10,120.0,2000.0\n"
+    "gat,0,False,0.99,0.99,0.98,0.97,0.99,0.005,0.98,0.97,0.005,0,30.0,nan\n")
 
 
 def write_fixed_csv(tmp_path, text=FIXED_CSV):
@@ -34,6 +34,9 @@ def test_report_from_a_fixed_results_csv_has_mean_and_sample_std_per_method(tmp_
           "| 0.9100 ± 0.0141 | 0.0200 ± 0.0141 | 10 ± 0 | 110.0 ± 14.1 | 2,000 |") in lines, markdown
   assert ("| gat † | non-federated reference (centralised, supervised, uses labels) | 1 | 0.9900 | 0.9900 "
           "| 0.9800 | 0.9700 | 0.9900 | 0.0050 | n/a | 30.0 | n/a |") in lines, markdown
+  # Windowed side by side: f1 (0.80, 0.90) vs windowed (0.90, 0.94); fpr (0.01, 0.03) vs (0.00, 0.02).
+  assert ("| fcl | 0.8500 ± 0.0707 | 0.9200 ± 0.0283 | 0.8000 ± 0.1414 | 0.9000 ± 0.0707 "
+          "| 0.0200 ± 0.0141 | 0.0100 ± 0.0141 |") in lines, markdown
   paper = lines.index("## Reported in the paper (not measured here)")
   measured = [i for i, line in enumerate(lines) if line.startswith(("| fcl |", "| gat †"))]
   assert max(measured) < paper, "measured rows come before, and apart from, the paper's values"
@@ -58,7 +61,7 @@ def test_unreadable_results_csv_gives_one_line_naming_the_file(tmp_path):
   path = write_fixed_csv(tmp_path, "method,seed\nfcl,0\n")
   with pytest.raises(comparison.ResultsFileError, match=r"results.csv: missing columns federated, accuracy, "):
     comparison.read_csv(path)
-  path = write_fixed_csv(tmp_path, HEADER + "fcl,zero,True,1,1,1,1,1,0,1,1,1\n")
+  path = write_fixed_csv(tmp_path, HEADER + "fcl,zero,True,1,1,1,1,1,0,1,1,0,1,1,1\n")
   with pytest.raises(comparison.ResultsFileError, match=r"results.csv: line 2: invalid literal for int"):
     comparison.read_csv(path)
   path = write_fixed_csv(tmp_path, HEADER)

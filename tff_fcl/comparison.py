@@ -32,7 +32,11 @@ matplotlib.use("Agg")  # files only, no display
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 METRICS = metrics_lib.METRIC_NAMES
-CSV_COLUMNS = ("method", "seed", "federated") + METRICS + ("rounds", "wall_time_s", "bytes_per_client_per_round")
+# Windowed decisions (tff_fcl/windowing.py), reported side by side with the per-packet ones.
+WINDOWED = ("f1", "recall", "fpr")
+WINDOWED_COLUMNS = tuple(f"{name}_windowed" for name in WINDOWED)
+CSV_COLUMNS = (("method", "seed", "federated") + METRICS + WINDOWED_COLUMNS
+               + ("rounds", "wall_time_s", "bytes_per_client_per_round"))
 SUPERVISED = ("mlp", "cnn1d", "gnn", "gat")
 # Table 1 of the paper (Acc, AUC, F1, Recall), as printed there; not measured by this code.
 PAPER_TABLE_1 = collections.OrderedDict([
@@ -60,6 +64,7 @@ def result_row(method: str, seed: int, result: dict) -> collections.OrderedDict:
   """One results.csv row from a `baselines.run_algorithm` result."""
   row = collections.OrderedDict(method=method, seed=seed, federated=bool(result["federated"]))
   row.update((name, float(result["pooled"][name])) for name in METRICS)
+  row.update((f"{name}_windowed", float(result["pooled_windowed"][name])) for name in WINDOWED)
   row.update(rounds=int(result["rounds"]), wall_time_s=float(result["wall_time_s"]),
              bytes_per_client_per_round=float(result["bytes_per_client_per_round"]))
   return row
@@ -136,6 +141,15 @@ def results_markdown(rows: Sequence[dict], title: str = "Comparison") -> str:
     lines.append(f"| {name} | {kind} | {stats['seeds']} | "
                  + " | ".join(_mean_std(stats[m]) for m in METRICS)
                  + f" | {rounds} | {_mean_std(stats['wall_time_s'], 1)} | {bytes_cell} |")
+  lines += ["", "## Per packet and windowed decisions", "",
+            "Windowed: each device decides over its last w packets (majority vote), w the smallest window "
+            "meeting the target FPR on its validation rows (with the default quantile thresholds, w = 1).", "",
+            "| method | " + " | ".join(f"{n} | {n} windowed" for n in WINDOWED) + " |",
+            "|---|" + "---:|" * (2 * len(WINDOWED))]
+  for method, stats in summary.items():
+    lines.append(f"| {method if stats['federated'] else method + ' †'} | "
+                 + " | ".join(f"{_mean_std(stats[n])} | {_mean_std(stats[n + '_windowed'])}" for n in WINDOWED)
+                 + " |")
   lines += ["",
             "† Non-federated reference: trained on data pooled at one place (raw traffic leaves the devices); "
             "mlp, cnn1d, gnn and gat are supervised and use attack labels. Not comparable as federated methods.",
