@@ -70,9 +70,9 @@ def result_row(method: str, seed: int, result: dict) -> collections.OrderedDict:
   return row
 
 
-def write_csv(path: str, rows: Sequence[dict]) -> None:
+def write_csv(path: str, rows: Sequence[dict], columns: Sequence[str] = CSV_COLUMNS) -> None:
   with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(f, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
 
@@ -267,16 +267,10 @@ def run_sweep(parameter: str, values: Sequence[float], seeds: Sequence[int], run
       row.update((name, float(result["pooled"][name])) for name in METRICS)
       row["wall_time_s"] = float(result["wall_time_s"])
       rows.append(row)
-      _write_sweep_csv(os.path.join(output_dir, "sweep.csv"), rows)
+      write_csv(os.path.join(output_dir, "sweep.csv"), rows, SWEEP_COLUMNS)
   plot_sweep(rows, os.path.join(output_dir, "sweep.png"), metric=metric, method=method)
   return rows
 
-
-def _write_sweep_csv(path: str, rows: Sequence[dict]) -> None:
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def plot_sweep(rows: Sequence[dict], path: str, *, metric: str, method: str = "fcl") -> None:
