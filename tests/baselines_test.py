@@ -29,7 +29,8 @@ def tiny_run(output_dir, rounds=1):
 def test_autoencoder_has_the_nbaiot_layer_sizes_and_scores_mean_squared_error():
   assert baselines.autoencoder.layer_sizes(115) == (87, 58, 38, 29, 38, 58, 87)
   model = baselines.build_autoencoder(seed=3)
-  assert [layer.units for layer in model.layers] == [87, 58, 38, 29, 38, 58, 87, 115]
+  assert [layer.units for layer in model.layers[1:]] == [87, 58, 38, 29, 38, 58, 87, 115]
+  assert model.layers[0].name == "impute", "the first layer imputes missing (NaN) features"
   x = np.random.default_rng(0).normal(size=(5, 115)).astype(np.float32)
   expected = np.mean((model(x).numpy() - x) ** 2, axis=1)
   np.testing.assert_allclose(baselines.reconstruction_errors(model, x), expected, rtol=1e-6)
@@ -147,3 +148,26 @@ def test_unknown_algorithm_and_aggregator_for_a_reference_are_refused(tmp_path):
   with pytest.raises(ValueError, match="mlp is not federated: it takes no aggregator or client-work wrapper."):
     baselines.run_algorithm("mlp", tiny_run(tmp_path), SyntheticFederatedData(), fcl_config=FCL,
                             client_work_wrapper=lambda work: work)
+
+
+def test_autoencoder_loss_and_score_ignore_missing_features():
+  """Without NaN both are the plain MSE; a NaN feature is imputed at the input and left out of both."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tff_fcl.baselines import autoencoder  # pylint: disable=g-import-not-at-top
+  model = autoencoder.build_autoencoder(0)
+  x = np.random.default_rng(0).normal(size=(4, 115)).astype(np.float32)
+  reconstruction = model(x).numpy()
+  expected = np.mean((reconstruction - x) ** 2, axis=1)
+  np.testing.assert_allclose(autoencoder.reconstruction_errors(model, x), expected, rtol=1e-5)
+  loss = autoencoder.MaskedMeanSquaredError()
+  np.testing.assert_allclose(loss(x, reconstruction).numpy(), expected.mean(), rtol=1e-5)
+  missing = x.copy()
+  missing[:, :15] = np.nan
+  imputed = x.copy()
+  imputed[:, :15] = 0.0
+  with_nan = model(missing).numpy()
+  np.testing.assert_array_equal(with_nan, model(imputed).numpy(), err_msg="NaN is imputed with 0 at the input")
+  present = np.mean((with_nan[:, 15:] - x[:, 15:]) ** 2, axis=1)
+  np.testing.assert_allclose(autoencoder.reconstruction_errors(model, missing), present, rtol=1e-5)
+  np.testing.assert_allclose(loss(tf.constant(missing), with_nan).numpy(), present.mean(), rtol=1e-5)

@@ -9,6 +9,11 @@ mirrored decoder (38, 58, 87) and a linear output layer of n units:
 Trained on benign rows only with the mean squared error; a row's anomaly score is its reconstruction
 error  s(x) = (1/n) sum_j (x_j - x^_j)^2  (higher = more anomalous). Rows are the preprocessed
 features of `tff_fcl.data` (log-scaled and standardised), so every feature weighs alike.
+
+Missing features (NaN, issue 7's incomplete-data conditions) are imputed with 0, the client's own
+standardised mean, at the input, and left out of the loss and of the score: both average the squared
+error over the row's present features only (`MaskedMeanSquaredError`, `reconstruction_errors`).
+Without missing values both are exactly the mean squared error above.
 """
 
 import math
@@ -30,7 +35,8 @@ def layer_sizes(num_features: int = schema.NUM_FEATURES) -> tuple:
 
 def build_autoencoder(seed: int, num_features: int = schema.NUM_FEATURES) -> tf.keras.Model:
   """A built, uncompiled autoencoder [B, n] -> [B, n], its initial weights seeded by `seed`."""
-  layers = [tf.keras.layers.InputLayer(input_shape=(num_features,))]
+  layers = [tf.keras.layers.InputLayer(input_shape=(num_features,)),
+            tf.keras.layers.Lambda(lambda x: tf.where(tf.math.is_nan(x), tf.zeros_like(x), x), name="impute")]
   for index, units in enumerate(layer_sizes(num_features)):
     layers.append(tf.keras.layers.Dense(
         units, activation="tanh", name=f"hidden_{index}",
@@ -41,8 +47,18 @@ def build_autoencoder(seed: int, num_features: int = schema.NUM_FEATURES) -> tf.
   return tf.keras.Sequential(layers, name="nbaiot_autoencoder")
 
 
+class MaskedMeanSquaredError(tf.keras.losses.Loss):
+  """Mean over a row's present (non-NaN) targets of (x_j - x^_j)^2, then the batch mean."""
+
+  def call(self, y_true, y_pred):
+    present = tf.logical_not(tf.math.is_nan(y_true))
+    squared = tf.where(present, tf.square(y_pred - tf.where(present, y_true, 0.0)), 0.0)
+    count = tf.reduce_sum(tf.cast(present, y_pred.dtype), axis=-1)
+    return tf.reduce_sum(squared, axis=-1) / tf.maximum(count, 1.0)
+
+
 def reconstruction_errors(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
-  """Per-row mean squared reconstruction error: x [N, n] -> scores float64 [N]."""
-  errors = [np.mean(np.square(model(x[i:i + _BATCH], training=False).numpy() - x[i:i + _BATCH]), axis=1)
+  """Per-row mean squared reconstruction error over present features: x [N, n] -> scores float64 [N]."""
+  errors = [np.nanmean(np.square(model(x[i:i + _BATCH], training=False).numpy() - x[i:i + _BATCH]), axis=1)
             for i in range(0, len(x), _BATCH)]
   return np.concatenate(errors).astype(np.float64) if errors else np.zeros((0,), np.float64)

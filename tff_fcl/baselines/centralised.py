@@ -72,7 +72,7 @@ def train_centralised(algorithm: str, run: experiment.RunConfig, data, *, local_
           epochs=epochs, learning_rate=learning_rate,
           attack_fraction=attack_fraction if algorithm in supervised_models.MODELS else 0.0)))
   fit = dict(epochs=epochs, learning_rate=learning_rate, batch_size=run.batch_size, seed=run.seed)
-  mse = tf.keras.losses.MeanSquaredError()
+  mse = autoencoder.MaskedMeanSquaredError()
   if algorithm == "local_ae":
     def fit_device_scorer(device, train_x):
       progress(f"{algorithm}: training the autoencoder of {device} ({len(train_x)} rows, {epochs} epochs)")

@@ -47,7 +47,7 @@ def autoencoder_model_fn(seed: int) -> Callable[[], tff.learning.models.Variable
   """A no-arg factory of the autoencoder as a TFF model over (x, x) batches; weights seeded by `seed`."""
   def model_fn():
     return tff.learning.models.from_keras_model(
-        autoencoder.build_autoencoder(seed), loss=tf.keras.losses.MeanSquaredError(),
+        autoencoder.build_autoencoder(seed), loss=autoencoder.MaskedMeanSquaredError(),
         input_spec=(_FEATURES_SPEC, _FEATURES_SPEC))
   return model_fn
 
