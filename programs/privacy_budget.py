@@ -132,7 +132,10 @@ def run():
   """Console entry point."""
   if _sweep_requested(sys.argv):
     # The sweep trains Keras models: TensorFlow must be imported before app.run (see programs/train.py);
-    # the epsilon and calibrate modes never import it, so that they answer in about a second.
+    # the epsilon and calibrate modes never import it, so that they answer in about a second. Flags
+    # are checked first, so that bad input stays one line without TensorFlow's start-up messages.
+    _parse_flags(sys.argv)
+    _require(_OUTPUT_DIR, "sweep")
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   app.run(main, flags_parser=_parse_flags)
 

@@ -125,7 +125,7 @@ def test_cli_calibrate_prints_the_noise_multiplier():
     (["--mode=epsilon", *_COMMON], "error: --mode=epsilon needs --noise_multiplier"),
     (["--mode=calibrate", "--target_epsilon=4", "--clients_per_round=200", "--num_clients=100",
       "--rounds=5"], "error: clients_per_round must be in (0, num_clients=100]. Found 200."),
-    (["--mode=sweep"], "error: --mode=sweep is not yet available; use --mode=epsilon or --mode=calibrate"),
+    (["--mode=sweep"], "error: --mode=sweep needs --output_dir"),
     (["--noise_multiplier=abc"],
      "error: flag --noise_multiplier=abc: could not convert string to float: 'abc'"),
     (["--nosuchflag=1"], "error: Unknown command line flag 'nosuchflag'"),
