@@ -263,8 +263,8 @@ def plot_conditions(rows: list, output_dir: str) -> list:
                   for s in strengths]
         points = [(s, p) for s, p in points if p is not None]
         if points:
-          axis.errorbar([s for s, _ in points], [p[0] for p in points], yerr=[p[1] for p in points],
-                        marker="o", capsize=3, label=method)
+          axis.errorbar([s for s, _ in points], [mean for _, (mean, _) in points],
+                        yerr=[std for _, (_, std) in points], marker="o", capsize=3, label=method)
       axis.set_xlabel(f"{condition} strength (0 = clean)")
       axis.set_ylabel(f"pooled {metric.upper()}")
       axis.grid(alpha=0.3)
