@@ -119,3 +119,12 @@ def test_pool_any_structure(tmp_path):
   found = layouts.discover_pool(str(pool))
   assert [s.kind for s in found] == ["pool/benign_traffic", "gafgyt/tcp", "gafgyt/udp"]
   assert {s.device for s in found} == {"pool"}
+
+
+def test_a_checksum_list_beside_the_data_is_skipped_silently(tmp_path, caplog):
+  fixture_layouts.uci_layout(tmp_path / "raw", with_second_device=False)
+  (tmp_path / "raw" / "SHA256SUMS").write_text("0" * 64 + "  Ennio_Doorbell/benign_traffic.csv.gz\n")
+  with caplog.at_level("WARNING"):
+    found = layouts.discover(str(tmp_path / "raw"))
+  assert {f.kind for f in found} == {"benign", "gafgyt/tcp", "gafgyt/udp"}
+  assert not [r for r in caplog.records if "SHA256SUMS" in r.getMessage()]

@@ -38,6 +38,9 @@ def summary_markdown(result: dict) -> str:
       "",
       metrics_table(result["pooled_by_scorer"], "score"),
       "",
+      "`global` (1 - cos(u, g)) is reported for the paper's sake; InfoNCE spreads benign embeddings over "
+      "the sphere, so it separates little (BUILD_NOTES.md, Scoring).",
+      "",
       "## Per client",
       "",
       metrics_table(result["per_client"], "client"),
@@ -52,6 +55,9 @@ def summary_markdown(result: dict) -> str:
         "## Per packet and windowed decisions (window per client chosen on its validation rows)",
         "",
         metrics_table({"per packet": result["pooled"], "windowed": result["pooled_windowed"]}, "decision"),
+        "",
+        "The windowed AUC ranks rows by the window statistic (the share of flagged packets in the window for "
+        "majority windows), so with w = 1 it is the AUC of the 0/1 flags, not of the scores.",
         "",
         "Windows: " + ", ".join(f"{client} {w}" for client, w in result["windows"].items()),
         "",

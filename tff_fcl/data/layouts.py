@@ -36,6 +36,8 @@ KAGGLE_DEVICES = (
 BENIGN = "benign"
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.zip", ".zip")
 ARCHIVE_SUFFIXES = (".rar", ".zip")
+# Checksum lists that sit beside the data (data/demo/SHA256SUMS): skipped without a warning.
+CHECKSUM_FILES = ("SHA256SUMS", "SHA256SUMS.txt", "MD5SUMS")
 _ATTACK_DIR = re.compile(r"^(?P<family>[A-Za-z0-9][\w.-]*)_attacks$")
 _KAGGLE = re.compile(r"^(?P<n>\d+)\.(?P<rest>.+)$")
 RAR_HELP = ("needs an unrar backend (install one of unrar, unar, bsdtar or 7z), or extract it first, "
@@ -179,6 +181,8 @@ def discover(input_dir: str) -> list:
       else:
         found.append(source)
   for path in unrecognised:
+    if os.path.basename(path) in CHECKSUM_FILES:
+      continue  # the data set's own checksum list, not data
     logging.warning("Skipping unrecognised file %s (not in the UCI or Kaggle N-BaIoT layout)", path)
   if not found:
     raise DataError(f"{input_dir}: no recognised N-BaIoT files (expected <Device>/benign_traffic.csv, "
