@@ -17,8 +17,6 @@ HTTP/2 framing. The local context also talks gRPC to its own worker_binary, whic
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -35,6 +33,7 @@ import portpicker  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
+from programs import worker as worker_program  # pylint: disable=g-import-not-at-top
 from tff_fcl import models  # pylint: disable=g-import-not-at-top
 from tff_fcl import remote  # pylint: disable=g-import-not-at-top
 from tff_fcl.fcl import FCLConfig  # pylint: disable=g-import-not-at-top
@@ -56,29 +55,7 @@ def _synthetic_datasets(num_clients, rows_per_client, batch_size, seed=0):
 def _start_worker(log_dir):
   """Starts `programs.worker` on a free port; returns (HOST:PORT, process) once it accepts connections."""
   port = portpicker.pick_unused_port()
-  with open(os.path.join(log_dir, f"worker_{port}.log"), "w") as log:
-    process = subprocess.Popen([sys.executable, "-m", "programs.worker", f"--port={port}"],
-                               cwd=_REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-  deadline = time.monotonic() + 60
-  while True:
-    try:
-      socket.create_connection(("localhost", port), timeout=1).close()
-      return f"localhost:{port}", process
-    except OSError:
-      if process.poll() is not None or time.monotonic() > deadline:
-        raise RuntimeError(f"programs.worker on port {port} did not start; see {log_dir}") from None
-      time.sleep(0.1)
-
-
-def _stop_workers(processes):
-  for process in processes:
-    if process.poll() is None:
-      process.terminate()
-      try:
-        process.wait(15)
-      except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+  return f"localhost:{port}", worker_program.spawn_worker(port, os.path.join(log_dir, f"worker_{port}.log"))
 
 
 def _time_rounds(process, datasets, repeats, handle):
@@ -134,7 +111,8 @@ def main():
                      seconds, sent, received))
         print(f"  done: {rows[-1][1]}, {num_clients} clients: {seconds:.2f} s", file=sys.stderr, flush=True)
   finally:
-    _stop_workers(workers)
+    for process in workers:
+      worker_program.stop_process(process)
 
   print(f"FCL round, mlp d=8 p=4, {args.rows_per_client} synthetic rows per client, batch "
         f"{args.batch_size}, median of {args.repeats} rounds after 1 warm-up; {os.cpu_count()} CPU cores")

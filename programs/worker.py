@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from absl import app
@@ -41,6 +42,7 @@ flags.mark_flag_as_required("port")
 
 _PR_SET_PDEATHSIG = 1
 _STOP_TIMEOUT_S = 10.0
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WorkerStartError(ValueError):
@@ -87,7 +89,42 @@ def _accepts_connections(port: int) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
+def wait_until_listening(process: subprocess.Popen, port: int, timeout_s: float, *, name: str,
+                         interrupted=lambda: False) -> bool:
+  """Waits until `process` (called `name` in errors) accepts connections on localhost:`port`;
+  False if `interrupted()` first.
+
+  Raises:
+    WorkerStartError: the process exited, or did not listen within `timeout_s`.
+  """
+  deadline = time.monotonic() + timeout_s
+  while not _accepts_connections(port):
+    if process.poll() is not None:
+      raise WorkerStartError(f"{name} exited with code {process.returncode} before listening "
+                             f"on port {port}")
+    if interrupted():
+      return False
+    if time.monotonic() > deadline:
+      raise WorkerStartError(f"{name} did not listen on port {port} within {timeout_s:g} s")
+    time.sleep(0.1)
+  return True
+
+
+def spawn_worker(port: int, log_path: str, *, timeout_s: float = 60.0) -> subprocess.Popen:
+  """Starts `python -m programs.worker --port=PORT` (output to `log_path`) and returns it once it
+  listens; for tests and benchmarks, which stop it with `stop_process`."""
+  with open(log_path, "w") as log:
+    process = subprocess.Popen([sys.executable, "-m", "programs.worker", f"--port={port}"],
+                               cwd=_REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    wait_until_listening(process, port, timeout_s, name="programs.worker")
+  except WorkerStartError:
+    stop_process(process)
+    raise
+  return process
+
+
+def stop_process(process: subprocess.Popen) -> None:
   """SIGTERM (SIGINT is ignored when started from a background shell job), then SIGKILL."""
   if process.poll() is not None:
     return
@@ -120,16 +157,9 @@ def run_worker(port: int, *, max_concurrent_computation_calls: int = -1,
       [binary, f"--port={port}", f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
       stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(os.getpid()), process_group=0)
   try:
-    deadline = time.monotonic() + startup_timeout_s
-    while not _accepts_connections(port):
-      if process.poll() is not None:
-        raise WorkerStartError(f"worker_binary exited with code {process.returncode} before listening "
-                               f"on port {port}")
-      if stop_requested:
-        return 0
-      if time.monotonic() > deadline:
-        raise WorkerStartError(f"worker_binary did not listen on port {port} within {startup_timeout_s:g} s")
-      time.sleep(0.1)
+    if not wait_until_listening(process, port, startup_timeout_s, name="worker_binary",
+                                interrupted=lambda: bool(stop_requested)):
+      return 0
     print(f"TFF worker (pid {process.pid}) listening on [::]:{port}, i.e. ALL interfaces, no TLS; "
           f"train with --workers=HOST:{port}. Ctrl-C stops it.", flush=True)
     while not stop_requested and process.poll() is None:
@@ -139,7 +169,7 @@ def run_worker(port: int, *, max_concurrent_computation_calls: int = -1,
       return 0
     return process.returncode
   finally:
-    _stop(process)
+    stop_process(process)
     for signum, handler in previous.items():
       signal.signal(signum, handler)
 

@@ -1,7 +1,6 @@
 """Export: the reloaded SavedModel and calibration files reproduce in-process scores exactly."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest

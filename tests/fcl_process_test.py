@@ -3,7 +3,6 @@
 Client data here are small synthetic arrays (random numbers, labelled as such): these tests check the
 federated wiring, not detection quality.
 """
-import collections
 
 import numpy as np
 import pytest

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import portpicker
@@ -21,6 +20,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from programs import worker as worker_program
 from tff_fcl import models
 from tff_fcl import remote
 from tff_fcl.fcl import FCLConfig
@@ -43,20 +43,10 @@ class _Workers:
 
   def start(self, port=None) -> tuple:
     port = port or portpicker.pick_unused_port()
-    log = open(os.path.join(self._log_dir, f"worker_{port}_{len(self._processes)}.log"), "w")
-    process = subprocess.Popen([sys.executable, "-m", "programs.worker", f"--port={port}"],
-                               cwd=_REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    log_path = os.path.join(self._log_dir, f"worker_{port}_{len(self._processes)}.log")
+    process = worker_program.spawn_worker(port, log_path)
     self._processes.append(process)
-    deadline = time.monotonic() + 60
-    while True:
-      try:
-        socket.create_connection(("localhost", port), timeout=1).close()
-        return f"localhost:{port}", process
-      except OSError:
-        assert process.poll() is None, f"programs.worker on port {port} exited with {process.returncode}"
-        assert time.monotonic() < deadline, f"programs.worker did not listen on port {port} in 60 s"
-        time.sleep(0.1)
+    return f"localhost:{port}", process
 
   def close(self):
     for process in self._processes:
@@ -64,13 +54,7 @@ class _Workers:
         children = psutil.Process(process.pid).children(recursive=True)
       except psutil.Error:
         children = []
-      if process.poll() is None:
-        process.terminate()
-        try:
-          process.wait(15)
-        except subprocess.TimeoutExpired:
-          process.kill()
-          process.wait()
+      worker_program.stop_process(process)
       _, alive = psutil.wait_procs(children, timeout=5)
       for child in alive:
         child.kill()

@@ -1,5 +1,4 @@
 """Anomaly scores against numpy references, thresholds at the target FPR, and device evaluation."""
-import collections
 
 import numpy as np
 import pytest
