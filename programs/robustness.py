@@ -23,7 +23,6 @@ PNG per condition (AUC and F1 against strength, mean and std over seeds).
 import collections
 import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -186,14 +185,12 @@ def _mean_over(per_client: dict, devices, metric: str) -> float:
 def run_cell(cell: Cell, data, settings: GridSettings, output_dir: str, progress=print) -> dict:
   """Trains and evaluates one cell (or reads its finished eval.json); returns its CSV row."""
   from tff_fcl import experiment  # pylint: disable=g-import-not-at-top
+  from tff_fcl import report  # pylint: disable=g-import-not-at-top
   run_dir = os.path.join(output_dir, "runs", cell.name)
-  eval_path = os.path.join(run_dir, "eval.json")
   cell_input = cell_data(cell, data, settings)
   start = time.time()
-  if os.path.exists(eval_path):
-    with open(eval_path) as f:
-      result = json.load(f)
-  else:
+  result = report.finished_result(run_dir)
+  if result is None:
     run = experiment.RunConfig(
         data_dir=settings.data_dir, output_dir=run_dir, rounds=settings.rounds,
         clients_per_round=settings.clients_per_round, batch_size=settings.batch_size,

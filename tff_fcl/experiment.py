@@ -311,9 +311,8 @@ def run_fcl_training(run: RunConfig, fcl_config: FCLConfig, data, *, aggregator=
         data.train_dataset(client_ids[i], batch_size=run.batch_size,
                            shuffle_seed=run.seed * 100003 + round_num), int(i)) for i in chosen]
 
-  round_metrics = _fcl_round_metrics(client_ids)
-  if private is not None:
-    round_metrics = lambda metrics: private.released(_fcl_round_metrics(client_ids)(metrics))
+  fcl_metrics = _fcl_round_metrics(client_ids)
+  round_metrics = (lambda metrics: private.released(fcl_metrics(metrics))) if private else fcl_metrics
   state = train_rounds(process, output_dir=run.output_dir, rounds=run.rounds, num_clients=len(client_ids),
                        clients_per_round=run.clients_per_round, seed=run.seed,
                        client_datasets_fn=client_datasets, round_metrics_fn=round_metrics,

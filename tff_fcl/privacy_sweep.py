@@ -16,7 +16,6 @@ Poisson client sampling at q = clients_per_round / clients and a fixed clip norm
 import collections
 import csv
 import dataclasses
-import json
 import math
 import os
 from typing import Sequence
@@ -25,6 +24,7 @@ import numpy as np
 
 from tff_fcl import experiment
 from tff_fcl import privacy
+from tff_fcl import report
 
 METHODS = ("fcl", "dp_fedavg_ae")
 _ALGORITHM = {"fcl": "fcl", "dp_fedavg_ae": "fedavg_ae"}
@@ -54,10 +54,9 @@ def _run_one(method, z, seed, data, base_run, fcl_config, settings, output_dir, 
   from tff_fcl import baselines  # pylint: disable=g-import-not-at-top
   name = f"{method}_nodp_seed{seed}" if z is None else f"{method}_z{z:g}_seed{seed}"
   run_dir = os.path.join(output_dir, "runs", name)
-  done = os.path.join(run_dir, "eval.json")
-  if os.path.exists(done):
-    with open(done) as f:
-      return json.load(f)
+  finished = report.finished_result(run_dir)
+  if finished is not None:
+    return finished
   dp = {} if z is None else dict(dp_noise_multiplier=z, dp_clip_norm=settings.clip_norm, dp_delta=settings.delta)
   run = dataclasses.replace(base_run, output_dir=run_dir, seed=seed, rounds=settings.rounds,
                             clients_per_round=settings.clients_per_round, **dp)

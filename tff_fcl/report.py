@@ -82,6 +82,15 @@ def _json_safe(value):
   return value
 
 
+def finished_result(output_dir: str):
+  """The eval.json of a run that finished in `output_dir` (parsed), or None; lets grids skip done runs."""
+  path = os.path.join(output_dir, "eval.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def write_results(output_dir: str, result: dict) -> None:
   with open(os.path.join(output_dir, "eval.json"), "w") as f:
     json.dump(_json_safe(result), f, indent=2)
